@@ -1,0 +1,271 @@
+"""The bundle format: a folder holding ``model.onnx``, ``tokenizer.json`` and the ``edge.json`` manifest.
+
+This module is the one place that knows the format. The exporter writes manifests with
+:func:`write_manifest`; the runtime reads them with :func:`open_bundle`, which also verifies
+every file's checksum before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BundleError
+from .files import atomic_write_json, sha256_file
+
+FORMAT_VERSION = 1
+MANIFEST = "edge.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+REPORT_FILE = "report.json"
+PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
+
+REBUILD_HINT = "rebuild it with `edge-export SOURCE --out DIR --force` (see `edge-export --help`)"
+
+
+@dataclass
+class KVCacheLayout:
+    """How the graph's key/value cache inputs and outputs are named and shaped (BNSH)."""
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: str = "float32"
+    layout: str = "BNSH"
+    past_key: str = "past_key_values.{layer}.key"
+    past_value: str = "past_key_values.{layer}.value"
+    present_key: str = "present.{layer}.key"
+    present_value: str = "present.{layer}.value"
+
+    def names(self, layer: int) -> tuple[str, str, str, str]:
+        """(past_key, past_value, present_key, present_value) names for one layer."""
+        return (
+            self.past_key.format(layer=layer),
+            self.past_value.format(layer=layer),
+            self.present_key.format(layer=layer),
+            self.present_value.format(layer=layer),
+        )
+
+
+@dataclass
+class ChatTemplate:
+    """A chat template the runtime renders with string concatenation, no jinja.
+
+    A conversation renders as ``bos`` + for each message ``prefix[role] + content + suffix[role]``
+    + ``generation_prompt``. When the first message is not a system message and
+    ``default_system`` is set, a system message with that text is rendered first.
+    """
+
+    prefix: dict[str, str]
+    suffix: dict[str, str]
+    generation_prompt: str
+    bos: str = ""
+    default_system: str | None = None
+
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """Render ``[{"role": ..., "content": ...}, ...]`` into the prompt text."""
+        if self.default_system is not None and (not messages or messages[0]["role"] != "system"):
+            messages = [{"role": "system", "content": self.default_system}, *messages]
+        parts = [self.bos]
+        for m in messages:
+            role = m["role"]
+            if role not in self.prefix:
+                raise ValueError(f"unknown chat role {role!r}; expected one of {sorted(self.prefix)}")
+            parts += [self.prefix[role], m["content"], self.suffix[role]]
+        if add_generation_prompt:
+            parts.append(self.generation_prompt)
+        return "".join(parts)
+
+
+@dataclass
+class Tokens:
+    """Special token ids: generation stops at any of ``stop_ids``."""
+
+    stop_ids: list[int]
+    bos_id: int | None = None
+    pad_id: int | None = None
+    stop_strings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Source:
+    """Where the model came from, so a bundle can be traced and rebuilt."""
+
+    kind: str  # "gguf", "hf-folder", "alias"
+    path: str
+    sha256: str | None = None
+    package: str | None = None
+    alias: str | None = None
+
+
+@dataclass
+class FileEntry:
+    sha256: str
+    size: int
+
+
+@dataclass
+class Manifest:
+    """Everything the runtime needs to know about a bundle, read from ``edge.json``."""
+
+    task: str
+    family: str
+    precision: str
+    context_length: int
+    vocab_size: int
+    tokens: Tokens
+    kv_cache: KVCacheLayout
+    source: Source
+    files: dict[str, FileEntry]
+    chat_template: ChatTemplate | None = None
+    format_version: int = FORMAT_VERSION
+    created_by: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        """Build a manifest from parsed JSON; raises ``KeyError``/``TypeError`` on a bad shape."""
+        d = dict(d)
+        chat = d.pop("chat_template", None)
+        return cls(
+            tokens=Tokens(**d.pop("tokens")),
+            kv_cache=KVCacheLayout(**d.pop("kv_cache")),
+            source=Source(**d.pop("source")),
+            files={k: FileEntry(**v) for k, v in d.pop("files").items()},
+            chat_template=ChatTemplate(**chat) if chat else None,
+            **d,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Bundle:
+    """An opened, verified bundle: its folder and manifest."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+
+def resolve_bundle_dir(path: str | os.PathLike) -> Path:
+    """Accept a bundle folder or the ``model.onnx`` inside one; return the folder."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise BundleError(f"{p}: no such file or folder", "pass a bundle folder written by edge-export")
+    folder = p if p.is_dir() else p.parent
+    if not (folder / MANIFEST).is_file():
+        if p.is_file() and p.suffix == ".onnx":
+            raise BundleError(
+                f"{p}: a bare ONNX file; edge needs the bundle around it ({MANIFEST}, {TOKENIZER_FILE})",
+                "export a bundle with `edge-export SOURCE --out DIR`, then run `edge-run --model DIR`",
+            )
+        raise BundleError(f"{folder}: no {MANIFEST} here, so this is not an edge bundle", REBUILD_HINT)
+    return folder
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Parse ``edge.json`` in ``folder`` with errors that name the file and the fix."""
+    path = folder / MANIFEST
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path}: unreadable manifest ({e})", REBUILD_HINT) from None
+    if not isinstance(raw, dict):
+        raise BundleError(f"{path}: manifest is not a JSON object", REBUILD_HINT)
+    version = raw.get("format_version")
+    if not isinstance(version, int):
+        raise BundleError(f"{path}: manifest has no integer format_version", REBUILD_HINT)
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format {version} is newer than this edge understands ({FORMAT_VERSION})",
+            "upgrade edge (`pip install -U edge`) or export the bundle with this version",
+        )
+    try:
+        return Manifest.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BundleError(f"{path}: malformed manifest ({e})", REBUILD_HINT) from None
+
+
+def file_entries(folder: Path, names: list[str]) -> dict[str, FileEntry]:
+    """Checksum and size of each named file in ``folder``, for a manifest."""
+    return {n: FileEntry(sha256=sha256_file(folder / n), size=(folder / n).stat().st_size) for n in names}
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write ``edge.json`` atomically."""
+    atomic_write_json(folder / MANIFEST, manifest.to_dict())
+
+
+def _verified_cache_path() -> Path:
+    from .cache import cache_dir
+
+    return cache_dir() / "verified.json"
+
+
+def _load_verified() -> dict[str, Any]:
+    try:
+        return json.loads(_verified_cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def verify_files(folder: Path, manifest: Manifest, full: bool = False) -> None:
+    """Check every file listed in the manifest: present, right size, right sha256.
+
+    Hashing a few hundred MB costs a noticeable part of a second on a Pi, so a file whose
+    (size, mtime, inode) matches a previous successful check is trusted without rehashing,
+    unless ``full`` is set. The record of past checks lives in the per-user cache.
+    """
+    seen = {} if full else _load_verified()
+    updated = False
+    for name, entry in manifest.files.items():
+        path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise BundleError(f"{folder / MANIFEST}: file entry {name!r} points outside the bundle", REBUILD_HINT)
+        try:
+            st = path.stat()
+        except OSError:
+            raise BundleError(f"{path}: missing from the bundle", REBUILD_HINT) from None
+        if st.st_size != entry.size:
+            raise BundleError(
+                f"{path}: size {st.st_size} bytes, manifest says {entry.size} (truncated or replaced)",
+                REBUILD_HINT,
+            )
+        key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, entry.sha256]
+        if seen.get(key) == stamp:
+            continue
+        if sha256_file(path) != entry.sha256:
+            raise BundleError(f"{path}: checksum mismatch (corrupted or modified)", REBUILD_HINT)
+        seen[key] = stamp
+        updated = True
+    if updated:
+        try:
+            _verified_cache_path().parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(_verified_cache_path(), seen)
+        except OSError:
+            pass  # a read-only home only costs a rehash next time
+
+
+def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
+    """Locate, parse and verify a bundle. ``path`` is its folder or its ``model.onnx``."""
+    folder = resolve_bundle_dir(path)
+    manifest = read_manifest(folder)
+    for required in (MODEL_FILE, TOKENIZER_FILE):
+        if required not in manifest.files:
+            raise BundleError(f"{folder / MANIFEST}: lists no {required}", REBUILD_HINT)
+    if verify:
+        verify_files(folder, manifest)
+    return Bundle(path=folder, manifest=manifest)

