@@ -29,9 +29,15 @@ def session_options(threads: int | None) -> ort.SessionOptions:
 class OnnxDecoder:
     """Runs the exported graph one chunk of tokens at a time, keeping keys and values between calls.
 
-    ``tokens`` lists the ids whose keys/values are cached; :meth:`rewind` drops a suffix of
-    them, which lets a chat reuse the cache for the unchanged part of a conversation.
+    The cache is one preallocated buffer per layer and direction, bound as both the graph's
+    ``past`` input and its ``present`` output: GroupQueryAttention writes the new keys and values
+    in place, so a step copies nothing. Buffers start small and double when full.
+
+    ``tokens`` lists the ids whose keys/values are cached; :meth:`rewind` forgets a suffix of
+    them, which lets a chat reuse the cache for the unchanged start of a conversation.
     """
+
+    INITIAL_CAPACITY = 256
 
     def __init__(self, model_path: str | Path, layout: KVCacheLayout, threads: int | None = None):
         self.layout = layout
@@ -39,33 +45,50 @@ class OnnxDecoder:
             str(model_path), session_options(threads), providers=["CPUExecutionProvider"]
         )
         self._names = [layout.names(i) for i in range(layout.num_layers)]
-        self._output_names = ["logits"] + [n for names in self._names for n in names[2:]]
+        vocab = self.session.get_outputs()[0].shape[-1]
+        self._logits = np.zeros((1, 1, vocab), np.float32)
+        self._binding = self.session.io_binding()
+        self._binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self._logits))
+        self._cache: list[np.ndarray] = []
         self.tokens: list[int] = []
-        self._past: list[np.ndarray] = []
-        self.rewind(0)
+        self._reserve(self.INITIAL_CAPACITY)
+
+    @property
+    def capacity(self) -> int:
+        return self._cache[0].shape[2]
+
+    def _reserve(self, needed: int) -> None:
+        """Make the cache buffers hold at least ``needed`` positions, keeping their contents."""
+        if self._cache and needed <= self.capacity:
+            return
+        capacity = max(needed, 2 * self.capacity if self._cache else needed)
+        shape = (1, self.layout.num_kv_heads, capacity, self.layout.head_dim)
+        old, n = self._cache, len(self.tokens)
+        self._cache = [np.zeros(shape, np.float32) for _ in range(2 * self.layout.num_layers)]
+        for new, prev in zip(self._cache, old, strict=False):
+            new[:, :, :n] = prev[:, :, :n]
+        for i, (pk, pv, nk, nv) in enumerate(self._names):
+            for j, (past, present) in enumerate(((pk, nk), (pv, nv))):
+                value = ort.OrtValue.ortvalue_from_numpy(self._cache[2 * i + j])
+                self._binding.bind_ortvalue_input(past, value)
+                self._binding.bind_ortvalue_output(present, value)
 
     def rewind(self, n: int) -> None:
-        """Keep only the first ``n`` cached tokens."""
-        if n == 0 or not self._past:
-            shape = (1, self.layout.num_kv_heads, 0, self.layout.head_dim)
-            self._past = [np.zeros(shape, np.float32) for _ in range(2 * self.layout.num_layers)]
-            self.tokens = []
-        else:
-            self._past = [np.ascontiguousarray(p[:, :, :n]) for p in self._past]
-            self.tokens = self.tokens[:n]
+        """Keep only the first ``n`` cached tokens (later positions are overwritten as needed)."""
+        del self.tokens[n:]
 
     def forward(self, ids: list[int]) -> np.ndarray:
         """Feed ``ids`` after the cached tokens; return the next-token logits, shape ``(vocab,)``."""
         total = len(self.tokens) + len(ids)
-        feeds: dict[str, np.ndarray] = {
+        self._reserve(total)
+        # held on self: the binding may point into these arrays until the next call
+        self._inputs = {
             "input_ids": np.asarray([ids], dtype=np.int64),
             "seqlens_k": np.asarray([total - 1], dtype=np.int32),
             "total_sequence_length": np.asarray(total, dtype=np.int32),
         }
-        for i, (pk, pv, _, _) in enumerate(self._names):
-            feeds[pk] = self._past[2 * i]
-            feeds[pv] = self._past[2 * i + 1]
-        logits, *present = self.session.run(self._output_names, feeds)
-        self._past = present
+        for name, array in self._inputs.items():
+            self._binding.bind_cpu_input(name, array)
+        self.session.run_with_iobinding(self._binding)
         self.tokens.extend(ids)
-        return logits[0, -1]
+        return self._logits[0, -1].copy()

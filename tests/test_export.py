@@ -9,6 +9,7 @@ import pytest
 
 import edge
 from edge.bundle import PRECISIONS, open_bundle
+from edge.decoder import OnnxDecoder
 from edge.generate import generate
 from edge.sampling import Sampler, SamplingOptions
 
@@ -27,8 +28,7 @@ def torch_greedy(folder, ids: list[int], n: int) -> list[int]:
     return out[len(ids) :]
 
 
-def edge_greedy(bundle, ids: list[int], n: int) -> list[int]:
-    model = edge.load(bundle)
+def edge_greedy(model, ids: list[int], n: int) -> list[int]:
     sampler = Sampler(SamplingOptions(temperature=0))
     return list(generate(model.decoder, ids, sampler, n, stop_ids=set(), context_length=512))
 
@@ -58,10 +58,12 @@ def test_export_writes_a_complete_bundle(tiny_bundle, family, precision):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_fp32_greedy_matches_torch(hf_folder, tiny_bundle, family):
+@pytest.mark.parametrize("capacity", [256, 3])  # 3: the KV buffers must grow several times
+def test_fp32_greedy_matches_torch(hf_folder, tiny_bundle, family, capacity, monkeypatch):
+    monkeypatch.setattr(OnnxDecoder, "INITIAL_CAPACITY", capacity)
     model = edge.load(tiny_bundle(family, "fp32"))
     ids = model.tokenizer.encode("Paris is the capital of")
-    assert edge_greedy(tiny_bundle(family, "fp32"), ids, 24) == torch_greedy(hf_folder(family), ids, 24)
+    assert edge_greedy(model, ids, 24) == torch_greedy(hf_folder(family), ids, 24)
 
 
 def test_cache_reuse_gives_same_logits_as_fresh_prefill(tiny_bundle):
