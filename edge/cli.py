@@ -79,8 +79,18 @@ def _default_model_path() -> Path:
             f"no --model given and the default bundle is not built yet ({path})",
             f"build it with: pip install 'edge[export]' && {build_command()}",
         ) from None
-    print(f"edge-run: building the default bundle ({DEFAULT_SOURCE}, {DEFAULT_PRECISION}) in {path}", file=sys.stderr)
-    export_bundle(DEFAULT_SOURCE, path, DEFAULT_PRECISION)
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # two first runs at once: one builds, the other waits and then uses the result
+    with open(path.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "edge.json").is_file():
+            print(
+                f"edge-run: building the default bundle ({DEFAULT_SOURCE}, {DEFAULT_PRECISION}) in {path}",
+                file=sys.stderr,
+            )
+            export_bundle(DEFAULT_SOURCE, path, DEFAULT_PRECISION)
     return path
 
 

@@ -102,13 +102,17 @@ class TextModel:
         sampling: SamplingOptions | None = None,
         stop: list[str] | None = None,
         stats: GenerationStats | None = None,
+        ignore_eos: bool = False,
     ) -> Iterator[str]:
-        """Stream text continuing the token ids ``ids``; the lowest-level text API."""
+        """Stream text continuing the token ids ``ids``; the lowest-level text API.
+
+        ``ignore_eos`` keeps generating past stop tokens (benchmarks force a fixed length).
+        """
         sampler = Sampler(sampling or SamplingOptions())
         stops = [s for s in (stop or []) if s] + self.manifest.tokens.stop_strings
         decoded = self.tokenizer.stream_decoder()
         pending = ""
-        stop_ids = set(self.manifest.tokens.stop_ids)
+        stop_ids = set() if ignore_eos else set(self.manifest.tokens.stop_ids)
         for token in generate(self.decoder, ids, sampler, max_new_tokens, stop_ids, self.context_length, stats):
             pending += decoded.step(token)
             if stops:

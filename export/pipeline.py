@@ -29,6 +29,7 @@ from edge.bundle import (
     file_entries,
     write_manifest,
 )
+from edge.cache import DEFAULT_PRECISION
 from edge.errors import EdgeError
 from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
@@ -168,7 +169,7 @@ def _publish(work: Path, out: Path) -> None:
 def export_bundle(
     source: str,
     out: str | os.PathLike,
-    precision: str = "int8-weight",
+    precision: str = DEFAULT_PRECISION,
     *,
     force: bool = False,
     strict: bool = False,
