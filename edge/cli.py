@@ -44,21 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", metavar="TEXT", help="system prompt for chat models")
     p.add_argument("--raw", action="store_true", help="continue the text as is, without the chat template")
     s = p.add_argument_group("sampling")
-    s.add_argument("--temperature", "-t", type=float, default=0.7, help="0 = greedy (default: 0.7)")
-    s.add_argument("--top-k", type=int, default=40, help="keep the k likeliest tokens, 0 = off (default: 40)")
-    s.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default: 0.9)")
+    s.add_argument("--temperature", "-t", type=float, metavar="T", default=0.7, help="0 = greedy (default: 0.7)")
+    s.add_argument(
+        "--top-k", type=int, metavar="K", default=40, help="keep the k likeliest tokens, 0 = off (default: 40)"
+    )
+    s.add_argument("--top-p", type=float, metavar="P", default=0.9, help="nucleus sampling mass (default: 0.9)")
     s.add_argument(
         "--repetition-penalty",
+        metavar="R",
         type=float,
         default=1.0,
         help="penalise tokens already seen, e.g. 1.1; 1 = off (default: 1)",
     )
-    s.add_argument("--seed", type=int, help="fix the random seed: same seed, same output")
-    s.add_argument("--max-new-tokens", "-n", type=int, default=256, help="reply length cap (default: 256)")
+    s.add_argument("--seed", type=int, metavar="N", help="fix the random seed: same seed, same output")
+    s.add_argument("--max-new-tokens", "-n", type=int, metavar="N", default=256, help="reply length cap (default: 256)")
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     r = p.add_argument_group("runtime")
-    r.add_argument("--threads", type=int, help="CPU threads (default: onnxruntime's choice)")
-    r.add_argument("--max-context", type=int, help="context window in tokens (default: 2048, capped by the model)")
+    r.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: onnxruntime's choice)")
+    r.add_argument(
+        "--max-context", type=int, metavar="N", help="context window in tokens (default: 2048, capped by the model)"
+    )
     r.add_argument("--json", action="store_true", help="print one JSON object with the text and timings")
     r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p

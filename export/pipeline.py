@@ -195,7 +195,11 @@ def export_bundle(
             spec = decoder_spec(loaded.family, loaded.model.config, context_length)
             n_params = sum(p.numel() for p in loaded.model.parameters())
             _check_disk(out.parent, n_params * 4 * 3)
-            template = chat_template.convert(loaded.tokenizer)
+            try:
+                template = chat_template.convert(loaded.tokenizer)
+            except chat_template.ChatTemplateError as e:
+                progress(f"WARNING: {e}; the bundle gets no chat template, so prompts run as raw text")
+                template = None
             loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
         tokenizer = Tokenizer(work / TOKENIZER_FILE)
         ids = _eval_ids(tokenizer)

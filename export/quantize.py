@@ -22,8 +22,17 @@ def quantize(fp32_path: Path, out_path: Path, precision: str) -> None:
     """Write ``fp32_path`` quantized to ``precision`` as ``out_path`` (a single .onnx file)."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    # the quantizers log every node they touch at INFO
-    logging.getLogger("onnxruntime.quantization").setLevel(logging.WARNING)
+    # the quantizers log every node at INFO and advise pre-processing on the root logger
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        _quantize(fp32_path, out_path, precision)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(fp32_path: Path, out_path: Path, precision: str) -> None:
     if precision == "fp32":
         onnx.save(onnx.load(str(fp32_path)), str(out_path))
     elif precision == "int8":
