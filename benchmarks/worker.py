@@ -7,7 +7,6 @@ process start to first token, imports and loading included.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -22,6 +21,7 @@ def main() -> None:
     import edge
     from edge.generate import GenerationStats
     from edge.sampling import SamplingOptions
+    from edge.system import peak_rss_mb
 
     model = edge.load(bundle, threads=threads)
     ids = model.encode_prompt(model.format_prompt(PROMPT), tokens)
@@ -41,7 +41,7 @@ def main() -> None:
                 "new_tokens": stats.new_tokens,
                 "prompt_tokens_per_s": stats.prompt_tokens / stats.ttft_s if stats.ttft_s else 0.0,
                 "decode_tokens_per_s": stats.decode_tokens_per_s,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from .cache import DEFAULT_PRECISION, DEFAULT_SOURCE, build_command, default_bundle_dir
 from .errors import EdgeError
+from .system import peak_rss_mb
 
 EPILOG = f"""\
 examples:
@@ -67,10 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object with the text and timings")
     r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     return p
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _default_model_path() -> Path:
@@ -141,7 +137,7 @@ def run_prompt(model, args) -> int:
                     "load_s": round(model.load_s, 4),
                     "ttft_s": round(stats.ttft_s, 4),
                     "decode_tokens_per_s": round(stats.decode_tokens_per_s, 2),
-                    "peak_rss_mb": round(_peak_rss_mb(), 1),
+                    "peak_rss_mb": round(peak_rss_mb(), 1),
                 },
                 ensure_ascii=False,
             )
