@@ -127,6 +127,9 @@ def load(src: Source) -> LoadedSource:
     """Load the source into a float32 torch model and its fast tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the legacy-tokenizer notice is noise for GGUF sources
 
     path = Path(src.path)
     if src.kind == "gguf":
@@ -141,7 +144,7 @@ def load(src: Source) -> LoadedSource:
         folder = path
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, torch_dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
     except (OSError, ValueError, KeyError, NotImplementedError) as e:
         raise SourceError(
             f"{path}: could not load the model ({e})", "check the model files are complete and supported"
