@@ -14,9 +14,16 @@ import onnxruntime as ort
 from .bundle import KVCacheLayout
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
-    """CPU session options: sequential execution, all graph optimisations, ``threads`` intra-op."""
+def session_options(threads: int | None, prepack: bool = True) -> ort.SessionOptions:
+    """CPU session options: sequential execution, all graph optimisations, ``threads`` intra-op.
+
+    ``prepack=False`` keeps fp32 weights where they are instead of copying them into the matmul
+    kernels' layout: measured on SmolLM2 fp32, peak memory 988 -> 793 MB and load 2.5 -> 1.5 s
+    at the same decode speed. Quantized kernels (MatMulNBits) need prepacking to be fast.
+    """
     so = ort.SessionOptions()
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.inter_op_num_threads = 1
@@ -39,10 +46,10 @@ class OnnxDecoder:
 
     INITIAL_CAPACITY = 256
 
-    def __init__(self, model_path: str | Path, layout: KVCacheLayout, threads: int | None = None):
+    def __init__(self, model_path: str | Path, layout: KVCacheLayout, threads: int | None = None, prepack: bool = True):
         self.layout = layout
         self.session = ort.InferenceSession(
-            str(model_path), session_options(threads), providers=["CPUExecutionProvider"]
+            str(model_path), session_options(threads, prepack), providers=["CPUExecutionProvider"]
         )
         self._names = [layout.names(i) for i in range(layout.num_layers)]
         vocab = self.session.get_outputs()[0].shape[-1]

@@ -64,7 +64,7 @@ class TextModel:
                 f"the model only {m.vocab_size}",
                 "use the tokenizer.json exported with this model",
             )
-        self.decoder = OnnxDecoder(bundle.model_path, m.kv_cache, threads=threads)
+        self.decoder = OnnxDecoder(bundle.model_path, m.kv_cache, threads=threads, prepack=m.precision != "fp32")
         self.context_length = min(m.context_length, max_context or DEFAULT_MAX_CONTEXT)
         self.load_s = time.perf_counter() - start
 
