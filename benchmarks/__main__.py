@@ -1,8 +1,12 @@
-"""``python -m benchmarks precisions``: every export precision of one model, side by side.
+"""Benchmarks anyone can rerun.
 
-Each precision is exported once (kept in benchmarks/.bundles), then measured in fresh
-processes, interleaved, several runs each; figures are medians. Quality figures come from
-each bundle's report.json. Results: benchmarks/results/precisions.json and .md.
+  python -m benchmarks precisions [--quick]   edge at each export precision, with quality figures
+  python -m benchmarks setup                  build the peers' models (needs the peers installed)
+  python -m benchmarks decode [--quick]       edge side by side with the peers
+
+Every measured run is a fresh process (``python -m benchmarks.worker``); runs are interleaved
+across systems so drift on a noisy machine hits every row alike; figures are medians. Results go
+to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -15,88 +19,216 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.peers import HF_DIR, PEERS_DIR
+
 HERE = Path(__file__).resolve().parent
 BUNDLES = HERE / ".bundles"
 RESULTS = HERE / "results"
+SOURCE = "smollm2-135m"
+PROMPT = (
+    "You are the voice of a kitchen appliance panel. Explain in a few sentences how an oven "
+    "thermostat keeps the temperature steady while bread bakes."
+)
+FIELDS = ("decode_tokens_per_s", "prompt_tokens_per_s", "ttft_s", "start_to_first_token_s", "load_s", "peak_rss_mb")
 
 
-def ensure_bundle(source: str, precision: str) -> Path:
-    out = BUNDLES / f"{source}-{precision}"
+def ensure_bundle(precision: str) -> Path:
+    out = BUNDLES / f"{SOURCE}-{precision}"
     if not (out / "edge.json").is_file():
         from export import export_bundle
 
-        print(f"exporting {source} at {precision} -> {out}", file=sys.stderr)
-        export_bundle(source, out, precision, force=True)
+        print(f"exporting {SOURCE} at {precision} -> {out}", file=sys.stderr)
+        export_bundle(SOURCE, out, precision, force=True)
     return out
 
 
-def measure_once(bundle: Path, threads: int, tokens: int) -> dict:
+def prompt_ids(bundle: Path) -> list[int]:
+    """The benchmark prompt as token ids, rendered with the model's own chat template."""
+    import edge
+
+    model = edge.load(bundle)
+    return model.tokenizer.encode(model.format_prompt(PROMPT))
+
+
+def measure_once(system: str, artifact: Path | str, threads: int, tokens: int, ids: list[int]) -> dict:
     start = time.time()
-    r = subprocess.run(
-        [sys.executable, "-m", "benchmarks.worker", str(bundle), str(threads), str(tokens)],
-        capture_output=True,
-        text=True,
-        cwd=HERE.parent,
-        check=True,
-    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.worker",
+        system,
+        str(artifact),
+        str(threads),
+        str(tokens),
+        ",".join(map(str, ids)),
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+    if r.returncode != 0:
+        last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
+        raise RuntimeError(f"{system} {artifact}: {last}")
     row = json.loads(r.stdout.strip().splitlines()[-1])
     row["start_to_first_token_s"] = row.pop("first_token_wall") - start
     return row
 
 
-def precisions(args) -> None:
-    from edge.bundle import PRECISIONS
-
-    bundles = {p: ensure_bundle(args.source, p) for p in PRECISIONS}
-    samples: dict[tuple[str, int], list[dict]] = {}
+def run_matrix(entries: list[tuple[str, str, Path]], args, ids: list[int]) -> list[dict]:
+    """Measure every (system, precision, artifact) at every thread count, interleaved; medians."""
+    samples: dict[tuple[str, str, int], list[dict]] = {}
+    failed: dict[tuple[str, str], str] = {}
     for run in range(args.runs):
         for threads in args.threads:
-            for p in PRECISIONS:  # interleaved: drift on a noisy machine hits every row alike
-                print(f"run {run + 1}/{args.runs}: {p} x{threads}", file=sys.stderr)
-                samples.setdefault((p, threads), []).append(measure_once(bundles[p], threads, args.tokens))
+            for system, precision, artifact in entries:
+                if (system, precision) in failed:
+                    continue
+                print(f"run {run + 1}/{args.runs}: {system} {precision} x{threads}", file=sys.stderr)
+                try:
+                    row = measure_once(system, artifact, threads, args.tokens, ids)
+                except RuntimeError as e:
+                    failed[(system, precision)] = str(e)
+                    print(f"  could not run: {e}", file=sys.stderr)
+                    continue
+                samples.setdefault((system, precision, threads), []).append(row)
     rows = []
-    for (p, threads), runs in samples.items():
-        report = json.loads((bundles[p] / "report.json").read_text())
-        row = {"system": "edge", "precision": p, "threads": threads, "runs": len(runs)}
-        for key in (
-            "decode_tokens_per_s",
-            "prompt_tokens_per_s",
-            "ttft_s",
-            "start_to_first_token_s",
-            "load_s",
-            "peak_rss_mb",
-        ):
-            row[key] = round(statistics.median(r[key] for r in runs), 3)
-        row["size_mb"] = round(report["size_bytes"] / 1e6, 1)
-        row["top1_agreement"] = report["top1_agreement"]
-        row["perplexity_increase"] = report["perplexity_increase"]
-        row["quality_gate"] = report["passed"]
-        rows.append(row)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "precisions.json").write_text(json.dumps(rows, indent=2) + "\n")
-    table = markdown(rows, args)
-    (RESULTS / "precisions.md").write_text(table)
-    print(table)
+    for (system, precision, threads), runs in samples.items():
+        artifact = next(a for s, p, a in entries if (s, p) == (system, precision))
+        median = {k: round(statistics.median(r[k] for r in runs), 3) for k in FIELDS}
+        rows.append(
+            {
+                "system": system,
+                "precision": precision,
+                "threads": threads,
+                "runs": len(runs),
+                **median,
+                "size_mb": round(_size(artifact) / 1e6, 1),
+                **_quality(system, artifact),
+            }
+        )
+    for (system, precision), why in failed.items():
+        print(f"not measured: {system} {precision}: {why}", file=sys.stderr)
+    return rows
 
 
-def markdown(rows: list[dict], args) -> str:
-    head = (
-        f"edge, {args.source}, {args.tokens} new tokens forced, greedy, medians of {args.runs} runs "
-        "in fresh processes\n\n"
+def _size(artifact: Path) -> int:
+    artifact = Path(artifact)
+    if artifact.is_file():
+        return artifact.stat().st_size
+    return sum(
+        p.stat().st_size
+        for p in artifact.rglob("*")
+        if p.is_file() and p.suffix in (".onnx", ".data", ".safetensors", ".bin") or p.name.endswith(".onnx.data")
     )
+
+
+def _quality(system: str, artifact: Path) -> dict:
+    report = Path(artifact) / "report.json"
+    if system != "edge" or not report.is_file():
+        return {}
+    r = json.loads(report.read_text())
+    return {
+        "top1_agreement": r["top1_agreement"],
+        "perplexity_increase": r["perplexity_increase"],
+        "quality_gate": r["passed"],
+    }
+
+
+def markdown(rows: list[dict], title: str) -> str:
     lines = [
-        "| precision | threads | decode tok/s | prompt tok/s | TTFT s | start->1st token s | load s | "
-        "peak RSS MB | size MB | top-1 agree | ppl increase | gate |",
+        title,
+        "",
+        "| system | precision | threads | decode tok/s | prompt tok/s | TTFT s | start->1st token s | "
+        "load s | peak RSS MB | size MB | top-1 agree | ppl increase |",
         "|" + "---|" * 12,
     ]
     for r in rows:
+        agree = f"{r['top1_agreement']:.1%}" if "top1_agreement" in r else ""
+        ppl = f"{r['perplexity_increase']:+.2%}" if "perplexity_increase" in r else ""
         lines.append(
-            f"| {r['precision']} | {r['threads']} | {r['decode_tokens_per_s']:.1f} | {r['prompt_tokens_per_s']:.0f} | "
-            f"{r['ttft_s']:.3f} | {r['start_to_first_token_s']:.2f} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['size_mb']:.0f} | {r['top1_agreement']:.1%} | {r['perplexity_increase']:+.2%} | "
-            f"{'pass' if r['quality_gate'] else 'FAIL'} |"
+            f"| {r['system']} | {r['precision']} | {r['threads']} | {r['decode_tokens_per_s']:.1f} | "
+            f"{r['prompt_tokens_per_s']:.0f} | {r['ttft_s']:.3f} | {r['start_to_first_token_s']:.2f} | "
+            f"{r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['size_mb']:.0f} | {agree} | {ppl} |"
         )
-    return head + "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def write(name: str, rows: list[dict], args) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    title = (
+        f"{SOURCE}, {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process runs, "
+        f"prompt {args.prompt_tokens} tokens"
+    )
+    table = markdown(rows, title)
+    (RESULTS / f"{name}.md").write_text(table)
+    print(table)
+
+
+def precisions(args) -> None:
+    from edge.bundle import PRECISIONS
+
+    entries = [("edge", p, ensure_bundle(p)) for p in PRECISIONS]
+    ids = prompt_ids(entries[0][2])
+    args.prompt_tokens = len(ids)
+    write("precisions", run_matrix(entries, args, ids), args)
+
+
+def peer_entries() -> list[tuple[str, str, Path]]:
+    """The peers' artifacts that `python -m benchmarks setup` built."""
+    candidates = [
+        ("onnxruntime-genai", "int4", PEERS_DIR / "genai-int4"),
+        ("onnxruntime-genai", "int8", PEERS_DIR / "genai-int8"),
+        ("llama.cpp", "q4_1", PEERS_DIR / "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ("llama.cpp", "q8_0", PEERS_DIR / "SmolLM2-135M-Instruct.Q8_0.gguf"),
+        ("llama.cpp", "q4_0", PEERS_DIR / "SmolLM2-135M-Instruct.Q4_0.gguf"),
+        ("optimum-ort", "fp32", PEERS_DIR / "optimum"),
+        ("transformers-torch", "fp32", HF_DIR),
+    ]
+    found = [c for c in candidates if c[2].exists()]
+    for system, precision, path in candidates:
+        if not path.exists():
+            print(
+                f"peer not set up: {system} {precision} ({path} missing; run `python -m benchmarks setup`)",
+                file=sys.stderr,
+            )
+    return found
+
+
+def decode(args) -> None:
+    from edge.bundle import PRECISIONS
+
+    entries = [("edge", p, ensure_bundle(p)) for p in PRECISIONS] + peer_entries()
+    ids = prompt_ids(entries[0][2])
+    args.prompt_tokens = len(ids)
+    rows = run_matrix(entries, args, ids)
+    write("decode", rows, args)
+    plot(rows, RESULTS / "decode.png")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install -e '.[bench]')", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        if r["threads"] != 1:
+            continue
+        ax.scatter(r["peak_rss_mb"], r["decode_tokens_per_s"], s=40)
+        ax.annotate(f"{r['system']} {r['precision']}", (r["peak_rss_mb"], r["decode_tokens_per_s"]), fontsize=8)
+    ax.set_xlabel("peak RSS (MB)")
+    ax.set_ylabel("decode tokens/s (1 thread)")
+    ax.set_title(f"{SOURCE}: speed vs memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def setup(args) -> None:
+    from benchmarks.setup_peers import build_all
+
+    build_all()
 
 
 def main() -> None:
@@ -104,16 +236,20 @@ def main() -> None:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
-    pr = sub.add_parser("precisions", help="speed, memory and quality of each export precision")
-    pr.add_argument("--source", default="smollm2-135m")
-    pr.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    pr.add_argument("--runs", type=int, default=3)
-    pr.add_argument("--tokens", type=int, default=128)
-    pr.add_argument("--quick", action="store_true", help="1 thread, 3 runs, 32 tokens")
+    for name, help_ in (
+        ("precisions", "edge at each export precision, with quality figures"),
+        ("decode", "edge side by side with onnxruntime-genai, llama.cpp, optimum, torch"),
+    ):
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+        c.add_argument("--runs", type=int, default=3)
+        c.add_argument("--tokens", type=int, default=128)
+        c.add_argument("--quick", action="store_true", help="1 thread, 32 new tokens")
+    sub.add_parser("setup", help="build the peers' models into benchmarks/.peers")
     args = p.parse_args()
-    if args.quick:
+    if getattr(args, "quick", False):
         args.threads, args.tokens = [1], 32
-    precisions(args)
+    {"precisions": precisions, "decode": decode, "setup": setup}[args.command](args)
 
 
 if __name__ == "__main__":

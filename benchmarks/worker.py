@@ -1,7 +1,8 @@
-"""One measured run in a fresh process: ``python -m benchmarks.worker BUNDLE THREADS TOKENS``.
+"""One measured run in a fresh process: ``python -m benchmarks.worker SYSTEM ARTIFACT THREADS TOKENS IDS``.
 
-Prints one JSON line. Wall-clock times are absolute (time.time()) so the parent can measure
-process start to first token, imports and loading included.
+IDS is the prompt as comma-separated token ids, the same for every system. Prints one JSON
+line; ``first_token_wall`` is absolute (time.time()) so the parent can measure process start to
+first token, imports and loading included.
 """
 
 from __future__ import annotations
@@ -10,37 +11,31 @@ import json
 import sys
 import time
 
-PROMPT = (
-    "You are a helpful assistant for a kitchen appliance panel. Explain in a few sentences "
-    "how an oven thermostat keeps the temperature steady while baking bread."
-)
-
 
 def main() -> None:
-    bundle, threads, tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    import edge
-    from edge.generate import GenerationStats
-    from edge.sampling import SamplingOptions
-    from edge.system import peak_rss_mb
+    system, artifact, threads, tokens, ids = sys.argv[1:6]
+    threads, tokens = int(threads), int(tokens)
+    ids = [int(i) for i in ids.split(",")]
+    from benchmarks.peers import RUNNERS
 
-    model = edge.load(bundle, threads=threads)
-    ids = model.encode_prompt(model.format_prompt(PROMPT), tokens)
-    stats = GenerationStats()
-    first = None
-    for _ in model.stream_ids(
-        ids, max_new_tokens=tokens, sampling=SamplingOptions(temperature=0), stats=stats, ignore_eos=True
-    ):
-        first = first or time.time()
+    wall_offset = time.time() - time.perf_counter()
+    load_s, stamps = RUNNERS[system](artifact, ids, threads, tokens)
+    start = time.perf_counter()
+    times = list(stamps)
+    from edge.system import peak_rss_mb  # stdlib only: loads nothing heavy
+
+    ttft = times[0] - start
+    decode = times[-1] - times[0]
     print(
         json.dumps(
             {
-                "first_token_wall": first,
-                "load_s": model.load_s,
-                "ttft_s": stats.ttft_s,
-                "prompt_tokens": stats.prompt_tokens,
-                "new_tokens": stats.new_tokens,
-                "prompt_tokens_per_s": stats.prompt_tokens / stats.ttft_s if stats.ttft_s else 0.0,
-                "decode_tokens_per_s": stats.decode_tokens_per_s,
+                "first_token_wall": times[0] + wall_offset,
+                "load_s": load_s,
+                "ttft_s": ttft,
+                "prompt_tokens": len(ids),
+                "new_tokens": len(times),
+                "prompt_tokens_per_s": len(ids) / ttft,
+                "decode_tokens_per_s": (len(times) - 1) / decode if decode > 0 else 0.0,
                 "peak_rss_mb": peak_rss_mb(),
             }
         )

