@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
 from edge import __version__
 from edge.bundle import (
     MODEL_FILE,
@@ -35,11 +33,9 @@ from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
 
 from . import chat_template, sources, verify
-from .graph import BUILDERS, DecoderSpec
+from .graph import BUILDERS, DecoderSpec, save_model
 from .quantize import quantize
 
-# protobuf caps a single file at 2 GB; larger graphs keep their weights beside them
-EXTERNAL_DATA_BYTES = 1_800_000_000
 MAX_EVAL_TOKENS = 256
 STAGES = 6
 
@@ -108,11 +104,6 @@ def decoder_spec(family: str, config, context_length: int | None) -> DecoderSpec
     if context_length:
         spec.context_length = min(spec.context_length, context_length)
     return spec
-
-
-def _save_graph(proto: onnx.ModelProto, path: Path) -> None:
-    external = proto.ByteSize() > EXTERNAL_DATA_BYTES
-    onnx.save(proto, str(path), save_as_external_data=external, location=path.name + ".data")
 
 
 def _check_destination(out: Path, force: bool) -> None:
@@ -209,7 +200,7 @@ def export_bundle(
         fp32_dir.mkdir()
         fp32_path = fp32_dir / MODEL_FILE
         with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
-            _save_graph(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
+            save_model(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
         with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
             fp32_logits, source_diff = verify.check_fp32(loaded.model, fp32_path, layout, ids)
             progress(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
