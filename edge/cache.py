@@ -7,7 +7,7 @@ from pathlib import Path
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):
-# int4 also passes the export quality gate and is 2.5x faster, but on SmolLM2-135M it flips
+# int4 also passes the export quality gate and is 2-3x faster, but on SmolLM2-135M it flips
 # near-tied greedy choices that fp32 gets right (the first word of "What is the capital of
 # France?"), so the default stays exact and int4 is the documented choice for boards.
 DEFAULT_PRECISION = "fp32"

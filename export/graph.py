@@ -248,3 +248,4 @@ def save_model(proto: onnx.ModelProto, path: Path) -> None:
         location=data.name,
         size_threshold=1024,
     )
+    data.chmod(path.stat().st_mode & 0o777)  # onnx creates it owner-only; a service user must read it

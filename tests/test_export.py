@@ -86,3 +86,9 @@ def test_chat_template_is_carried_into_the_bundle(tiny_bundle):
     # <|im_end|> ends an assistant turn, so it must stop generation
     assert m.tokens.stop_ids
     assert open_bundle(tiny_bundle("gpt2", "fp32")).manifest.chat_template is None
+
+
+def test_bundle_files_are_readable_by_others(tiny_bundle):
+    # a board runs edge as an unprivileged service user, not as the user who exported
+    for path in tiny_bundle("llama", "int4").iterdir():
+        assert path.stat().st_mode & 0o004, f"{path.name} is not world-readable"
