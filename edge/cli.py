@@ -74,7 +74,7 @@ def _default_model_path() -> Path:
     if (path / "edge.json").is_file():
         return path
     try:
-        from export.pipeline import export_bundle  # heavy: only when building the default bundle
+        from export.pipeline import export_bundle  # heavy-ok: only when building the default bundle
     except ImportError:
         raise EdgeError(
             f"no --model given and the default bundle is not built yet ({path})",
