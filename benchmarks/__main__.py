@@ -109,13 +109,14 @@ def run_matrix(entries: list[tuple[str, str, Path]], args, ids: list[int]) -> li
 
 
 def _size(artifact: Path) -> int:
+    """Bytes of model weights on disk: the file itself, or the weight files in a folder."""
     artifact = Path(artifact)
     if artifact.is_file():
         return artifact.stat().st_size
     return sum(
         p.stat().st_size
         for p in artifact.rglob("*")
-        if p.is_file() and p.suffix in (".onnx", ".data", ".safetensors", ".bin") or p.name.endswith(".onnx.data")
+        if p.is_file() and p.suffix in (".onnx", ".data", ".safetensors", ".bin")  # .onnx.data ends in .data
     )
 
 

@@ -25,10 +25,10 @@ precisions:
     + "\n".join(f"  {p:<20} {h}" for p, h in PRECISION_HELP.items())
     + f"""
 
-The default, {DEFAULT_PRECISION}, is exact; int4 passes the quality gate too and is 2-3x faster
-and 2.8x smaller: the choice for boards (see README.md, "Choosing a precision"). Every export checks the fp32
-graph against the source model, then the chosen precision against fp32 on a fixed English text, and saves the figures as
-report.json in the bundle.
+The default, {DEFAULT_PRECISION}, is exact; int4 passes the quality gate too and is 2-3x
+faster and 2.8x smaller: the choice for boards (see README.md, "Choosing a precision").
+Every export checks the fp32 graph against the source model, then the chosen precision
+against fp32 on a fixed English text, and saves the figures as report.json in the bundle.
 
 examples:
   edge-export smollm2-135m --out bundles/smollm2

@@ -214,11 +214,7 @@ def export_bundle(
         del loaded  # the torch model is not needed past this point; free its memory
         model_path = work / MODEL_FILE
         with stages.stage(f"quantize to {precision}"):
-            if precision == "fp32":
-                for f in fp32_dir.iterdir():
-                    shutil.copy2(f, work / f.name)
-            else:
-                quantize(fp32_path, model_path, precision)
+            quantize(fp32_path, model_path, precision)
         with stages.stage(f"verify {precision} against fp32"):
             report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
             progress(report.table())

@@ -22,7 +22,7 @@ BLOCK_SIZE = 32
 
 
 def quantize(fp32_path: Path, out_path: Path, precision: str) -> None:
-    """Write ``fp32_path`` quantized to ``precision`` as ``out_path`` (a single .onnx file)."""
+    """Write ``fp32_path`` quantized to ``precision`` as ``out_path``, weights in ``<out_path>.data``."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     # the quantizers log every node at INFO and advise pre-processing on the root logger
