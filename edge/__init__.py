@@ -3,6 +3,8 @@
 >>> import edge
 >>> model = edge.load("bundles/smollm2")          # a folder written by edge-export
 >>> print(model.generate("What is the capital of France?").text)
+>>> whisper = edge.load("bundles/whisper")           # a speech-recognition bundle
+>>> print(whisper.transcribe_file("command.wav").text)
 """
 
 from __future__ import annotations
@@ -10,20 +12,41 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["load", "EdgeError", "BundleError", "SamplingOptions", "TextModel", "__version__"]
+__all__ = [
+    "load",
+    "EdgeError",
+    "BundleError",
+    "SamplingOptions",
+    "TextModel",
+    "SpeechRecognizer",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from .model import TextModel
+    from .transcribe import SpeechRecognizer
 
 from .errors import BundleError, EdgeError
 
 
-def load(path=None, *, threads: int | None = None, max_context: int | None = None) -> TextModel:
-    """Load a text bundle (its folder or its ``model.onnx``); ``None`` loads the default bundle."""
-    # onnxruntime is imported here, not at ``import edge``, so the package imports in milliseconds
-    from .model import load as _load
+def load(path=None, *, threads: int | None = None, **options) -> TextModel | SpeechRecognizer:
+    """Load a bundle: a :class:`TextModel` or a :class:`SpeechRecognizer`, as its manifest's task says.
 
-    return _load(path, threads=threads, max_context=max_context)
+    ``path`` is the bundle folder (or its ``model.onnx``); ``None`` loads the default text bundle.
+    ``options`` go to the model: ``max_context`` for text, ``audio_context`` for speech.
+    """
+    # onnxruntime is imported here, not at ``import edge``, so the package imports in milliseconds
+    from .bundle import SPEECH_RECOGNITION, open_bundle
+    from .cache import default_bundle_dir
+
+    bundle = open_bundle(default_bundle_dir() if path is None else path)
+    if bundle.manifest.task == SPEECH_RECOGNITION:
+        from .transcribe import SpeechRecognizer
+
+        return SpeechRecognizer(bundle, threads=threads, **options)
+    from .model import TextModel
+
+    return TextModel(bundle, threads=threads, **options)
 
 
 def __getattr__(name: str):
@@ -35,4 +58,8 @@ def __getattr__(name: str):
         from .model import TextModel
 
         return TextModel
+    if name == "SpeechRecognizer":
+        from .transcribe import SpeechRecognizer
+
+        return SpeechRecognizer
     raise AttributeError(f"module 'edge' has no attribute {name!r}")

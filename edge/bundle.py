@@ -1,4 +1,7 @@
-"""The bundle format: a folder holding ``model.onnx``, ``tokenizer.json`` and the ``edge.json`` manifest.
+"""The bundle format: a folder holding the ONNX graphs, ``tokenizer.json`` and the ``edge.json`` manifest.
+
+A text-generation bundle has one graph, ``model.onnx``. A speech-recognition bundle has
+``encoder.onnx`` and ``decoder.onnx`` and, when it can listen, the voice activity detector ``vad.onnx``.
 
 This module is the one place that knows the format. The exporter writes manifests with
 :func:`write_manifest`; the runtime reads them with :func:`open_bundle`, which also verifies
@@ -21,6 +24,15 @@ MANIFEST = "edge.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 REPORT_FILE = "report.json"
+ENCODER_FILE = "encoder.onnx"
+DECODER_FILE = "decoder.onnx"
+VAD_FILE = "vad.onnx"
+TEXT_GENERATION = "text-generation"
+SPEECH_RECOGNITION = "speech-recognition"
+REQUIRED_FILES = {
+    TEXT_GENERATION: (MODEL_FILE, TOKENIZER_FILE),
+    SPEECH_RECOGNITION: (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE),
+}
 PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
 
 REBUILD_HINT = "rebuild it with `edge-export SOURCE --out DIR --force` (see `edge-export --help`)"
@@ -102,6 +114,23 @@ class Source:
 
 
 @dataclass
+class SpeechConfig:
+    """How a speech-recognition bundle turns audio into features and decodes them (Whisper)."""
+
+    sample_rate: int
+    num_mels: int
+    n_fft: int
+    hop_length: int
+    window_s: float  # the encoder's full window: 30 s of audio
+    max_source_positions: int  # encoder positions in that window (1500)
+    start_ids: list[int]  # the prompt: start of transcript [+ language, task] + no timestamps
+    end_id: int
+    suppress_ids: list[int]  # never generated
+    begin_suppress_ids: list[int]  # not generated as the first token
+    max_new_tokens: int
+
+
+@dataclass
 class FileEntry:
     sha256: str
     size: int
@@ -121,6 +150,7 @@ class Manifest:
     source: Source
     files: dict[str, FileEntry]
     chat_template: ChatTemplate | None = None
+    speech: SpeechConfig | None = None
     format_version: int = FORMAT_VERSION
     created_by: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -130,12 +160,14 @@ class Manifest:
         """Build a manifest from parsed JSON; raises ``KeyError``/``TypeError`` on a bad shape."""
         d = dict(d)
         chat = d.pop("chat_template", None)
+        speech = d.pop("speech", None)
         return cls(
             tokens=Tokens(**d.pop("tokens")),
             kv_cache=KVCacheLayout(**d.pop("kv_cache")),
             source=Source(**d.pop("source")),
             files={k: FileEntry(**v) for k, v in d.pop("files").items()},
             chat_template=ChatTemplate(**chat) if chat else None,
+            speech=SpeechConfig(**speech) if speech else None,
             **d,
         )
 
@@ -153,6 +185,19 @@ class Bundle:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.path / ENCODER_FILE
+
+    @property
+    def decoder_path(self) -> Path:
+        return self.path / DECODER_FILE
+
+    @property
+    def vad_path(self) -> Path | None:
+        """The bundled voice activity detector, if the bundle has one."""
+        return self.path / VAD_FILE if VAD_FILE in self.manifest.files else None
 
     @property
     def tokenizer_path(self) -> Path:
@@ -263,7 +308,14 @@ def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     """Locate, parse and verify a bundle. ``path`` is its folder or its ``model.onnx``."""
     folder = resolve_bundle_dir(path)
     manifest = read_manifest(folder)
-    for required in (MODEL_FILE, TOKENIZER_FILE):
+    if manifest.task not in REQUIRED_FILES:
+        raise BundleError(
+            f"{folder / MANIFEST}: unknown task {manifest.task!r} (this edge runs {', '.join(REQUIRED_FILES)})",
+            "upgrade edge, or " + REBUILD_HINT,
+        )
+    if manifest.task == SPEECH_RECOGNITION and manifest.speech is None:
+        raise BundleError(f"{folder / MANIFEST}: a speech-recognition bundle without its speech settings", REBUILD_HINT)
+    for required in REQUIRED_FILES[manifest.task]:
         if required not in manifest.files:
             raise BundleError(f"{folder / MANIFEST}: lists no {required}", REBUILD_HINT)
     if verify:

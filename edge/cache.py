@@ -1,9 +1,11 @@
-"""Where edge keeps per-user state: the default bundle and the checksum record."""
+"""Where edge keeps per-user state: the default bundles and the checksum record."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):
@@ -11,6 +13,14 @@ DEFAULT_SOURCE = "smollm2-135m"
 # near-tied greedy choices that fp32 gets right (the first word of "What is the capital of
 # France?"), so the default stays exact and int4 is the documented choice for boards.
 DEFAULT_PRECISION = "fp32"
+DEFAULT_SPEECH_SOURCE = "whisper-tiny.en"
+# int8 matched fp32's word error rate on the dev utterances (`python -m benchmarks asr`).
+DEFAULT_SPEECH_PRECISION = "int8"
+DEFAULTS = {
+    TEXT_GENERATION: (DEFAULT_SOURCE, DEFAULT_PRECISION),
+    SPEECH_RECOGNITION: (DEFAULT_SPEECH_SOURCE, DEFAULT_SPEECH_PRECISION),
+}
+DEFAULT_PRECISIONS = {task: precision for task, (_, precision) in DEFAULTS.items()}
 
 
 def cache_dir() -> Path:
@@ -21,11 +31,13 @@ def cache_dir() -> Path:
     return Path(base) / "edge"
 
 
-def default_bundle_dir(precision: str = DEFAULT_PRECISION) -> Path:
-    """Where the default model's bundle lives once built."""
-    return cache_dir() / "bundles" / f"{DEFAULT_SOURCE}-{precision}"
+def default_bundle_dir(task: str = TEXT_GENERATION) -> Path:
+    """Where the default bundle for ``task`` lives once built."""
+    source, precision = DEFAULTS[task]
+    return cache_dir() / "bundles" / f"{source}-{precision}"
 
 
-def build_command(precision: str = DEFAULT_PRECISION) -> str:
-    """The one command that builds the default bundle."""
-    return f"edge-export {DEFAULT_SOURCE} --precision {precision} --out {default_bundle_dir(precision)}"
+def build_command(task: str = TEXT_GENERATION) -> str:
+    """The one command that builds the default bundle for ``task``."""
+    source, precision = DEFAULTS[task]
+    return f"edge-export {source} --precision {precision} --out {default_bundle_dir(task)}"

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cache import DEFAULT_PRECISION, DEFAULT_SOURCE, build_command, default_bundle_dir
+from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
+from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle_dir
 from .errors import EdgeError
 from .system import peak_rss_mb
 
@@ -21,10 +22,17 @@ examples:
   echo "Once upon a time" | edge-run --model bundles/smollm2 --raw --max-new-tokens 40
   edge-run --model bundles/smollm2 --prompt "Hi" --json       # one JSON object with timings
 
-Without --model, edge uses the default bundle in {default_bundle_dir()} and builds it
-first when it is missing and the export extra is installed (pip install 'edge[export]').
+speech (the bundle's task decides what --model does):
+  edge-run --model bundles/whisper --audio a.wav b.wav       # one transcript per file
+  edge-run --listen                                          # default speech model ({DEFAULT_SPEECH_SOURCE}), live
+  edge-run --list-devices && edge-run --listen --device 2 --json
+
+Without --model, edge uses the default bundle in {default_bundle_dir()} (speech:
+{default_bundle_dir(SPEECH_RECOGNITION)}) and builds it first when it is missing and the
+export extra is installed (pip install 'edge[export]').
 In --chat, Ctrl-C stops the current reply; Ctrl-D or /exit quits. When the conversation
 outgrows the context, the oldest turns are dropped (the system prompt is kept).
+--listen needs a microphone and PortAudio (pip install 'edge[voice]'; Debian: apt install libportaudio2).
 """
 
 
@@ -41,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--prompt", "-p", metavar="TEXT", help="text to answer (default: read stdin)")
     mode.add_argument("--chat", action="store_true", help="interactive chat with history")
+    mode.add_argument("--audio", nargs="+", metavar="WAV", help="transcribe these WAV files (speech bundles)")
+    mode.add_argument("--listen", action="store_true", help="transcribe the microphone live, utterance by utterance")
+    mode.add_argument("--list-devices", action="store_true", help="list microphones for --device and exit")
     p.add_argument("--system", metavar="TEXT", help="system prompt for chat models")
     p.add_argument("--raw", action="store_true", help="continue the text as is, without the chat template")
     s = p.add_argument_group("sampling")
@@ -59,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, metavar="N", help="fix the random seed: same seed, same output")
     s.add_argument("--max-new-tokens", "-n", type=int, metavar="N", default=256, help="reply length cap (default: 256)")
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
+    a = p.add_argument_group("speech")
+    a.add_argument("--device", metavar="N|NAME", help="microphone for --listen (default: the system default)")
+    a.add_argument(
+        "--duration", type=float, metavar="S", help="with --listen: stop after S seconds of audio (default: Ctrl-C)"
+    )
+    a.add_argument(
+        "--audio-context",
+        choices=("fit", "full"),
+        default="fit",
+        help="encode only the audio there is (fit, default) or a zero-padded 30 s window (full)",
+    )
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: onnxruntime's choice)")
     r.add_argument(
@@ -69,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_model_path() -> Path:
-    path = default_bundle_dir()
+def _default_model_path(task: str) -> Path:
+    path = default_bundle_dir(task)
     if (path / "edge.json").is_file():
         return path
     try:
@@ -78,7 +100,7 @@ def _default_model_path() -> Path:
     except ImportError:
         raise EdgeError(
             f"no --model given and the default bundle is not built yet ({path})",
-            f"build it with: pip install 'edge[export]' && {build_command()}",
+            f"build it with: pip install 'edge[export]' && {build_command(task)}",
         ) from None
     import fcntl
 
@@ -87,11 +109,9 @@ def _default_model_path() -> Path:
     with open(path.parent / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / "edge.json").is_file():
-            print(
-                f"edge-run: building the default bundle ({DEFAULT_SOURCE}, {DEFAULT_PRECISION}) in {path}",
-                file=sys.stderr,
-            )
-            export_bundle(DEFAULT_SOURCE, path, DEFAULT_PRECISION)
+            source, precision = DEFAULTS[task]
+            print(f"edge-run: building the default bundle ({source}, {precision}) in {path}", file=sys.stderr)
+            export_bundle(source, path, precision)
     return path
 
 
@@ -181,16 +201,72 @@ def run_chat(model, args) -> int:
             print(f"(context full: dropped {session.dropped_turns - dropped} oldest turn(s))", file=sys.stderr)
 
 
+def _print_transcript(transcript, args, file: str | None = None, **extra) -> None:
+    if args.json:
+        row = {"file": file} if file is not None else {}
+        row |= {
+            "transcript": transcript.text,
+            "audio_s": round(transcript.audio_s, 3),
+            "processing_s": round(transcript.processing_s, 4),
+            "real_time_factor": round(transcript.real_time_factor, 4),
+        }
+        print(json.dumps(row | extra, ensure_ascii=False), flush=True)
+    elif file is not None and len(args.audio) > 1:
+        print(f"{file}: {transcript.text}", flush=True)
+    else:
+        print(transcript.text, flush=True)
+
+
+def run_audio(recognizer, args) -> int:
+    for file in args.audio:
+        _print_transcript(recognizer.transcribe_file(file), args, file)
+    return 0
+
+
+def run_listen(recognizer, args) -> int:
+    from .microphone import listen
+
+    if recognizer.bundle.vad_path is None:
+        raise EdgeError(
+            f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx), so it cannot --listen",
+            "pip install --no-deps silero-vad, then export the bundle again with --force",
+        )
+    print("edge-run: listening; Ctrl-C stops.", file=sys.stderr)
+    for utterance in listen(args.device, recognizer.bundle.vad_path, max_seconds=args.duration):
+        transcript = recognizer.transcribe(utterance.audio)
+        latency = time.monotonic() - utterance.detected_at
+        _print_transcript(transcript, args, start_s=round(utterance.start, 3), latency_s=round(latency, 4))
+    return 0
+
+
+def _task(args) -> str:
+    return SPEECH_RECOGNITION if args.audio or args.listen else TEXT_GENERATION
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     # a closed pipe (edge-run ... | head) is a normal way to stop reading
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
-        from .model import load
+        if args.list_devices:
+            from .microphone import list_devices
 
-        path = Path(args.model) if args.model else _default_model_path()
-        model = load(path, threads=args.threads, max_context=args.max_context)
+            print(list_devices())
+            return 0
+        bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))
+        task = bundle.manifest.task
+        if task != _task(args) and (args.audio or args.listen or task == SPEECH_RECOGNITION):
+            wanted = "--audio FILE or --listen" if task == SPEECH_RECOGNITION else "--prompt TEXT or --chat"
+            raise EdgeError(f"{bundle.path} is a {task} bundle", f"use it with {wanted}, or pass another --model")
+        if task == SPEECH_RECOGNITION:
+            from .transcribe import SpeechRecognizer
+
+            recognizer = SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
+            return run_listen(recognizer, args) if args.listen else run_audio(recognizer, args)
+        from .model import TextModel
+
+        model = TextModel(bundle, threads=args.threads, max_context=args.max_context)
         if args.debug:
             print(
                 f"edge-run: loaded {model.bundle.path} in {model.load_s:.2f} s "

@@ -21,3 +21,15 @@ class BundleError(EdgeError):
 
 class ContextOverflowError(EdgeError):
     """A prompt does not fit in the model's context window."""
+
+
+class AudioError(EdgeError):
+    """An audio file is missing, not a WAV, or in an encoding the runtime cannot read."""
+
+
+class VadError(EdgeError):
+    """The voice-activity model is missing or is not a Silero VAD model."""
+
+
+class MicrophoneError(EdgeError):
+    """Audio capture is unavailable: no sounddevice/PortAudio, no input device, or the device failed."""

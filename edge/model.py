@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import Bundle, open_bundle
+from .bundle import TEXT_GENERATION, Bundle, open_bundle
 from .decoder import OnnxDecoder
 from .errors import BundleError, ContextOverflowError
 from .generate import GenerationStats, generate
@@ -49,7 +49,7 @@ class TextModel:
 
     def __init__(self, bundle: Bundle, threads: int | None = None, max_context: int | None = None):
         m = bundle.manifest
-        if m.task != "text-generation":
+        if m.task != TEXT_GENERATION:
             raise BundleError(
                 f"{bundle.path}: a {m.task!r} bundle, not a text-generation one",
                 "pass a bundle exported from a language model",

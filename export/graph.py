@@ -60,6 +60,17 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, outputs, name=base, domain=domain, **attrs))
         return outputs[0] if n_out == 1 else outputs
 
+    def model(self, name: str, inputs: list, outputs: list) -> onnx.ModelProto:
+        """The finished model: these nodes and initializers between ``inputs`` and ``outputs``."""
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.initializers)
+        proto = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+            producer_name="edge-export",
+        )
+        proto.ir_version = 10
+        return proto
+
     def matmul(self, x: str, weight_in_out: np.ndarray, name: str) -> str:
         """x @ W with W stored as [in, out] so the weight-only quantizer can block it along K."""
         return self.op("MatMul", [x, self.weight(f"{name}.weight", weight_in_out.astype(np.float32))], name=name)
@@ -120,14 +131,7 @@ def _finish(g: GraphBuilder, spec: DecoderSpec, layout: KVCacheLayout, hidden: s
     logits = g.matmul(_last_position(g, hidden), lm_head_in_out, "lm_head")
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     inputs, outputs = _io(spec, layout)
-    graph = helper.make_graph(g.nodes, f"edge-{spec.family}", inputs, outputs, g.initializers)
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
-        producer_name="edge-export",
-    )
-    model.ir_version = 10
-    return model
+    return g.model(f"edge-{spec.family}", inputs, outputs)
 
 
 def build_llama(model, spec: DecoderSpec, layout: KVCacheLayout) -> onnx.ModelProto:

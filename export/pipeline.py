@@ -20,19 +20,22 @@ from edge.bundle import (
     MODEL_FILE,
     PRECISIONS,
     REPORT_FILE,
+    SPEECH_RECOGNITION,
+    TEXT_GENERATION,
     TOKENIZER_FILE,
     KVCacheLayout,
     Manifest,
+    Source,
     Tokens,
     file_entries,
     write_manifest,
 )
-from edge.cache import DEFAULT_PRECISION
+from edge.cache import DEFAULT_PRECISIONS
 from edge.errors import EdgeError
 from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
 
-from . import chat_template, sources, verify
+from . import chat_template, sources, speech, verify
 from .graph import BUILDERS, DecoderSpec, save_model
 from .quantize import quantize
 
@@ -51,8 +54,9 @@ class QualityGateError(ExportError):
 @dataclass
 class ExportResult:
     path: Path
-    report: verify.QualityReport
+    report: verify.QualityReport | speech.SpeechQualityReport
     seconds: float
+    task: str = TEXT_GENERATION
 
 
 def _stderr(line: str) -> None:
@@ -160,7 +164,7 @@ def _publish(work: Path, out: Path) -> None:
 def export_bundle(
     source: str,
     out: str | os.PathLike,
-    precision: str = DEFAULT_PRECISION,
+    precision: str | None = None,
     *,
     force: bool = False,
     strict: bool = False,
@@ -168,86 +172,103 @@ def export_bundle(
     context_length: int | None = None,
     progress: Callable[[str], None] = _stderr,
 ) -> ExportResult:
-    """Export ``source`` (alias, .gguf file or Hugging Face folder) to a verified bundle at ``out``."""
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    """Export ``source`` (alias, .gguf file, Hugging Face or CTranslate2 folder) to a verified bundle at ``out``.
+
+    ``precision`` defaults to the task's default: fp32 for language models, int8 for speech.
+    """
     thresholds = thresholds or verify.Thresholds()
     out = Path(out).expanduser().resolve()
-    _check_destination(out, force)
     src = sources.resolve(source)
+    task = sources.task(src)
+    precision = precision or DEFAULT_PRECISIONS[task]
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    _check_destination(out, force)
     started = time.perf_counter()
     stages = Progress(progress)
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        with stages.stage(f"load {source}"):
-            loaded = sources.load(src)
-            spec = decoder_spec(loaded.family, loaded.model.config, context_length)
-            n_params = sum(p.numel() for p in loaded.model.parameters())
-            _check_disk(out.parent, n_params * 4 * 3)
-            try:
-                template = chat_template.convert(loaded.tokenizer)
-            except chat_template.ChatTemplateError as e:
-                progress(f"WARNING: {e}; the bundle gets no chat template, so prompts run as raw text")
-                template = None
-            loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
-        tokenizer = Tokenizer(work / TOKENIZER_FILE)
-        ids = _eval_ids(tokenizer)
-        layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
-
-        fp32_dir = work / "fp32"
-        fp32_dir.mkdir()
-        fp32_path = fp32_dir / MODEL_FILE
-        with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
-            save_model(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
-        with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
-            fp32_logits, source_diff = verify.check_fp32(loaded.model, fp32_path, layout, ids)
-            progress(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
-            if source_diff > verify.FP32_TOLERANCE:
-                raise ExportError(
-                    f"the fp32 graph disagrees with the source model (max logit diff {source_diff:.3g})",
-                    "this is a bug in edge-export; please report it with the source model",
-                )
-        stop_ids = _stop_ids(tokenizer, template, loaded.stop_ids)
-        tokens = Tokens(stop_ids=stop_ids, bos_id=loaded.bos_id, pad_id=loaded.pad_id)
-        del loaded  # the torch model is not needed past this point; free its memory
-        model_path = work / MODEL_FILE
-        with stages.stage(f"quantize to {precision}"):
-            quantize(fp32_path, model_path, precision)
-        with stages.stage(f"verify {precision} against fp32"):
-            report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
-            progress(report.table())
-        shutil.rmtree(fp32_dir)
+        if task == SPEECH_RECOGNITION:
+            manifest, report = speech.build(src, work, precision, stages, progress, thresholds.min_agreement)
+        else:
+            manifest, report = _build_text(src, work, precision, stages, progress, thresholds, context_length)
         if not report.passed:
-            msg = (
-                f"{precision} misses the quality gate: agreement {report.top1_agreement:.1%} "
-                f"(>= {thresholds.min_agreement:.0%}), perplexity {report.perplexity_increase:+.2%} "
-                f"(<= {thresholds.max_ppl_increase:+.0%})"
-            )
+            msg = f"{precision} misses the quality gate ({report.gate()})"
             if strict:
-                raise QualityGateError(msg, "choose a higher precision, or relax --min-agreement/--max-ppl-increase")
+                raise QualityGateError(msg, "choose a higher precision, or relax the gate thresholds")
             progress(f"WARNING: {msg}. The bundle is written anyway (use --strict to refuse).")
-
         with stages.stage(f"write bundle to {out}"):
             atomic_write_json(work / REPORT_FILE, report.to_dict())
-            names = sorted(p.name for p in work.iterdir() if p.is_file())
-            manifest = Manifest(
-                task="text-generation",
-                family=spec.family,
-                precision=precision,
-                context_length=spec.context_length,
-                vocab_size=spec.vocab_size,
-                tokens=tokens,
-                kv_cache=layout,
-                source=src,
-                files=file_entries(work, names),
-                chat_template=template,
-                created_by=f"edge-export {__version__}",
-            )
+            manifest.files = file_entries(work, sorted(p.name for p in work.iterdir() if p.is_file()))
             write_manifest(work, manifest)
             _publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return ExportResult(out, report, time.perf_counter() - started)
+    return ExportResult(out, report, time.perf_counter() - started, task)
+
+
+def _build_text(
+    src: Source,
+    work: Path,
+    precision: str,
+    stages: Progress,
+    progress: Callable[[str], None],
+    thresholds: verify.Thresholds,
+    context_length: int | None,
+) -> tuple[Manifest, verify.QualityReport]:
+    """Write a text-generation bundle's files into ``work``; return its manifest (files unset) and report."""
+    with stages.stage(f"load {src.alias or src.path}"):
+        loaded = sources.load(src)
+        spec = decoder_spec(loaded.family, loaded.model.config, context_length)
+        n_params = sum(p.numel() for p in loaded.model.parameters())
+        _check_disk(work.parent, n_params * 4 * 3)
+        try:
+            template = chat_template.convert(loaded.tokenizer)
+        except chat_template.ChatTemplateError as e:
+            progress(f"WARNING: {e}; the bundle gets no chat template, so prompts run as raw text")
+            template = None
+        loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
+    tokenizer = Tokenizer(work / TOKENIZER_FILE)
+    ids = _eval_ids(tokenizer)
+    layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
+
+    fp32_dir = work / "fp32"
+    fp32_dir.mkdir()
+    fp32_path = fp32_dir / MODEL_FILE
+    with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
+        save_model(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
+    with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
+        fp32_logits, source_diff = verify.check_fp32(loaded.model, fp32_path, layout, ids)
+        progress(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
+        if source_diff > verify.FP32_TOLERANCE:
+            raise ExportError(
+                f"the fp32 graph disagrees with the source model (max logit diff {source_diff:.3g})",
+                "this is a bug in edge-export; please report it with the source model",
+            )
+    stop_ids = _stop_ids(tokenizer, template, loaded.stop_ids)
+    tokens = Tokens(stop_ids=stop_ids, bos_id=loaded.bos_id, pad_id=loaded.pad_id)
+    del loaded  # the torch model is not needed past this point; free its memory
+    model_path = work / MODEL_FILE
+    with stages.stage(f"quantize to {precision}"):
+        quantize(fp32_path, model_path, precision)
+    with stages.stage(f"verify {precision} against fp32"):
+        report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
+        progress(report.table())
+    shutil.rmtree(fp32_dir)
+    manifest = Manifest(
+        task=TEXT_GENERATION,
+        family=spec.family,
+        precision=precision,
+        context_length=spec.context_length,
+        vocab_size=spec.vocab_size,
+        tokens=tokens,
+        kv_cache=layout,
+        source=src,
+        files={},
+        chat_template=template,
+        created_by=f"edge-export {__version__}",
+    )
+    return manifest, report

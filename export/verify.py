@@ -66,6 +66,12 @@ class QualityReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def gate(self) -> str:
+        return (
+            f"agreement {self.top1_agreement:.1%} (>= {self.min_agreement:.0%}), "
+            f"perplexity {self.perplexity_increase:+.2%} (<= {self.max_ppl_increase:+.0%})"
+        )
+
     def table(self) -> str:
         """A small markdown table for the terminal and the docs."""
         mb, fp32_mb = self.size_bytes / 1e6, self.fp32_size_bytes / 1e6

@@ -124,3 +124,14 @@ def bundle_copy(tmp_path, tiny_bundle):
 def _private_cache(tmp_path_factory, monkeypatch):
     # the checksum record and default bundle go to a per-session folder, never ~/.cache
     monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "edge-cache"))
+
+
+@pytest.fixture(scope="session")
+def vad_path():
+    """The Silero VAD model from the silero-vad package (installed --no-deps)."""
+    from edge.vad import packaged_vad_path
+
+    path = packaged_vad_path()
+    if path is None:
+        pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
+    return path
