@@ -19,10 +19,14 @@ __all__ = [
     "SamplingOptions",
     "TextModel",
     "SpeechRecognizer",
+    "CommandModel",
+    "CommandSet",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from .command_model import CommandModel
+    from .commands import CommandSet
     from .model import TextModel
     from .transcribe import SpeechRecognizer
 
@@ -58,6 +62,14 @@ def __getattr__(name: str):
         from .model import TextModel
 
         return TextModel
+    if name == "CommandModel":
+        from .command_model import CommandModel
+
+        return CommandModel
+    if name == "CommandSet":
+        from .commands import CommandSet
+
+        return CommandSet
     if name == "SpeechRecognizer":
         from .transcribe import SpeechRecognizer
 

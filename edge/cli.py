@@ -7,12 +7,17 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
 from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle_dir
 from .errors import EdgeError
 from .system import peak_rss_mb
+
+if TYPE_CHECKING:
+    from .transcribe import Transcript
 
 EPILOG = f"""\
 examples:
@@ -21,6 +26,12 @@ examples:
   edge-run --model bundles/smollm2/model.onnx --chat
   echo "Once upon a time" | edge-run --model bundles/smollm2 --raw --max-new-tokens 40
   edge-run --model bundles/smollm2 --prompt "Hi" --json       # one JSON object with timings
+
+voice commands (a command set turns requests into validated JSON commands):
+  edge-run --commands panel.json --prompt "turn off the kitchen light"
+  cat requests.txt | edge-run --commands panel.json          # one JSON line per input line
+  edge-run --commands panel.json --audio a.wav --json        # adds "transcript" and timings
+  edge-run --commands panel.json --listen --asr-model bundles/whisper
 
 speech (the bundle's task decides what --model does):
   edge-run --model bundles/whisper --audio a.wav b.wav       # one transcript per file
@@ -52,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--audio", nargs="+", metavar="WAV", help="transcribe these WAV files (speech bundles)")
     mode.add_argument("--listen", action="store_true", help="transcribe the microphone live, utterance by utterance")
     mode.add_argument("--list-devices", action="store_true", help="list microphones for --device and exit")
+    p.add_argument(
+        "--commands", metavar="FILE", help="map each request to a command of this command set (JSON), one line each"
+    )
     p.add_argument("--system", metavar="TEXT", help="system prompt for chat models")
     p.add_argument("--raw", action="store_true", help="continue the text as is, without the chat template")
     s = p.add_argument_group("sampling")
@@ -72,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
     a = p.add_argument_group("speech")
     a.add_argument("--device", metavar="N|NAME", help="microphone for --listen (default: the system default)")
+    a.add_argument(
+        "--asr-model",
+        metavar="PATH",
+        help="with --commands: the speech bundle for --audio/--listen (default: the default speech bundle)",
+    )
     a.add_argument(
         "--duration", type=float, metavar="S", help="with --listen: stop after S seconds of audio (default: Ctrl-C)"
     )
@@ -217,13 +236,12 @@ def _print_transcript(transcript, args, file: str | None = None, **extra) -> Non
         print(transcript.text, flush=True)
 
 
-def run_audio(recognizer, args) -> int:
-    for file in args.audio:
-        _print_transcript(recognizer.transcribe_file(file), args, file)
-    return 0
-
-
-def run_listen(recognizer, args) -> int:
+def transcripts(recognizer, args) -> Iterator[tuple[Transcript, dict]]:
+    """Transcripts of --audio files or --listen utterances, with where each came from."""
+    if args.audio:
+        for file in args.audio:
+            yield recognizer.transcribe_file(file), {"file": file}
+        return
     from .microphone import listen
 
     if recognizer.bundle.vad_path is None:
@@ -235,8 +253,62 @@ def run_listen(recognizer, args) -> int:
     for utterance in listen(args.device, recognizer.bundle.vad_path, max_seconds=args.duration):
         transcript = recognizer.transcribe(utterance.audio)
         latency = time.monotonic() - utterance.detected_at
-        _print_transcript(transcript, args, start_s=round(utterance.start, 3), latency_s=round(latency, 4))
+        yield transcript, {"start_s": round(utterance.start, 3), "latency_s": round(latency, 4)}
+
+
+def run_speech(recognizer, args) -> int:
+    for transcript, origin in transcripts(recognizer, args):
+        file = origin.pop("file", None)
+        _print_transcript(transcript, args, file, **origin)
     return 0
+
+
+def _recognizer(bundle, args):
+    from .transcribe import SpeechRecognizer
+
+    return SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
+
+
+def run_commands(args) -> int:
+    """--commands: requests (typed, piped, spoken) -> one validated JSON command per line."""
+    from .command_model import CommandModel
+    from .commands import CommandSet
+    from .model import TextModel
+
+    command_set = CommandSet.from_file(args.commands)
+    recognizer = None
+    if args.audio or args.listen:
+        asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
+        recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
+    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
+    parser = CommandModel(TextModel(text, threads=args.threads, max_context=args.max_context), command_set)
+
+    def emit(request: str, **extra) -> None:
+        result = parser.parse(request)
+        row = dict(result.command) | extra
+        if args.json:
+            row |= {"latency_s": round(result.latency_s, 4), "model_calls": result.stats.decode_steps + 1}
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+
+    if recognizer is not None:
+        for transcript, origin in transcripts(recognizer, args):
+            timings = {"transcribe_s": round(transcript.processing_s, 4)} if args.json else {}
+            emit(transcript.text, transcript=transcript.text, **origin, **timings)
+    elif args.prompt is not None:
+        emit(args.prompt)
+    else:
+        for line in sys.stdin:
+            emit(line.strip())
+    return 0
+
+
+def _open(path, task: str, flag: str):
+    bundle = open_bundle(Path(path))
+    if bundle.manifest.task != task:
+        raise EdgeError(
+            f"{bundle.path} is a {bundle.manifest.task} bundle, not {task}", f"pass a {task} bundle to {flag}"
+        )
+    return bundle
 
 
 def _task(args) -> str:
@@ -254,16 +326,15 @@ def main(argv: list[str] | None = None) -> int:
 
             print(list_devices())
             return 0
+        if args.commands:
+            return run_commands(args)
         bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))
         task = bundle.manifest.task
         if task != _task(args) and (args.audio or args.listen or task == SPEECH_RECOGNITION):
             wanted = "--audio FILE or --listen" if task == SPEECH_RECOGNITION else "--prompt TEXT or --chat"
             raise EdgeError(f"{bundle.path} is a {task} bundle", f"use it with {wanted}, or pass another --model")
         if task == SPEECH_RECOGNITION:
-            from .transcribe import SpeechRecognizer
-
-            recognizer = SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
-            return run_listen(recognizer, args) if args.listen else run_audio(recognizer, args)
+            return run_speech(_recognizer(bundle, args), args)
         from .model import TextModel
 
         model = TextModel(bundle, threads=args.threads, max_context=args.max_context)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .decoder import OnnxDecoder
 from .sampling import Sampler
+
+if TYPE_CHECKING:
+    from .grammar import Matcher
 
 
 @dataclass
@@ -37,6 +43,14 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def prefill(decoder: OnnxDecoder, prompt: list[int], stats: GenerationStats) -> np.ndarray:
+    """Run ``prompt`` through the decoder, reusing keys and values cached for a prefix of it."""
+    reuse = min(common_prefix(decoder.tokens, prompt), len(prompt) - 1)
+    decoder.rewind(reuse)
+    stats.reused_tokens = reuse
+    return decoder.forward(prompt[reuse:])
+
+
 def generate(
     decoder: OnnxDecoder,
     prompt: list[int],
@@ -54,10 +68,7 @@ def generate(
     stats = stats if stats is not None else GenerationStats()
     stats.prompt_tokens = len(prompt)
     start = time.perf_counter()
-    reuse = min(common_prefix(decoder.tokens, prompt), len(prompt) - 1)
-    decoder.rewind(reuse)
-    stats.reused_tokens = reuse
-    logits = decoder.forward(prompt[reuse:])
+    logits = prefill(decoder, prompt, stats)
     seen = set(prompt)
     stats.finish_reason = "length"
     for i in range(max_new_tokens):
@@ -79,3 +90,28 @@ def generate(
         logits = decoder.forward([token])
         stats.decode_steps += 1
         stats.decode_s = time.perf_counter() - first
+
+
+def generate_constrained(
+    decoder: OnnxDecoder, prompt: list[int], matcher: Matcher, max_new_tokens: int, stats: GenerationStats
+) -> list[int]:
+    """Greedy decoding inside a grammar. Only real choices cost a model call: the tokens the grammar
+    forces after each choice (``"args": {"room": "``, closing braces) go into the same call."""
+    out = matcher.forced()
+    matcher.consume(out)
+    stats.prompt_tokens = len(prompt)
+    logits = prefill(decoder, prompt + out, stats)
+    while not matcher.done and len(out) < max_new_tokens:
+        step = [int(np.argmax(np.where(matcher.allowed(), logits, -np.inf)))]
+        matcher.consume(step)
+        if not matcher.done:
+            forced = matcher.forced()
+            matcher.consume(forced)
+            step += forced
+        out += step
+        stats.decode_steps += 1
+        if not matcher.done:
+            logits = decoder.forward(step)
+    stats.new_tokens = len(out)
+    stats.finish_reason = "stop" if matcher.done else "length"
+    return out

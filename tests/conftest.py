@@ -55,7 +55,7 @@ def make_hf_folder(folder: Path, family: str) -> Path:
             num_hidden_layers=2,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=512,
+            max_position_embeddings=2048,
             bos_token_id=raw.token_to_id("<|im_start|>"),
             eos_token_id=raw.token_to_id("<|im_end|>"),
             tie_word_embeddings=True,

@@ -1,0 +1,113 @@
+"""Requests to commands: a text model, a prompt built from the command set, and constrained decoding.
+
+>>> import edge
+>>> from edge.commands import CommandSet
+>>> panel = edge.CommandModel(edge.load(), CommandSet.from_file("appliance-panel.json"))
+>>> panel.parse("it's too dark in the kitchen").command
+{'command': 'set_light', 'args': {'room': 'kitchen', 'on': True}}
+
+Every result validates against the command set: the grammar admits nothing else, and the
+object is validated again before it is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from .commands import CommandSet, CommandSetError
+from .errors import BundleError, ContextOverflowError
+from .generate import GenerationStats, generate_constrained
+from .grammar import Grammar
+from .model import TextModel
+
+MAX_COMMAND_TOKENS = 96
+
+
+@dataclass
+class CommandResult:
+    """One request mapped to a command, with what it cost."""
+
+    request: str
+    command: dict
+    latency_s: float
+    stats: GenerationStats = field(repr=False)
+
+    @property
+    def json(self) -> str:
+        return json.dumps(self.command, ensure_ascii=False)
+
+
+def system_prompt(commands: CommandSet) -> str:
+    """The instructions, from the command set alone: what it controls and each command's signature."""
+    lines = [
+        f"You control {commands.description.rstrip('.')}." if commands.description else "You control a device.",
+        'Answer every request with one JSON object {"command": NAME, "args": {...}} for the command that does it.',
+        "Commands:",
+    ]
+    lines += [f"- {c.signature()}: {c.description}" for c in commands.commands.values()]
+    if commands.unknown:
+        lines.append(f'If no command fits, answer {{"command": "{commands.unknown}", "args": {{}}}}.')
+    return "\n".join(lines)
+
+
+def examples(commands: CommandSet) -> list[tuple[str, dict]]:
+    """One worked example per command, made from the set alone: its description with sample values."""
+    shots = []
+    for c in commands.commands.values():
+        args = {a.name: a.sample() for a in c.args}
+        values = ", ".join(f"{name} {json.dumps(value)}" for name, value in args.items())
+        request = c.description.rstrip(".").lower() + (f": {values}" if values else "")
+        shots.append((request, {"command": c.name, "args": args}))
+    return shots
+
+
+class CommandModel:
+    """Maps typed (or transcribed) requests to commands of one command set."""
+
+    def __init__(self, model: TextModel, commands: CommandSet):
+        m = model.manifest
+        self.model = model
+        self.commands = commands
+        self.grammar = Grammar(model.bundle.tokenizer_path, commands.json_schema(), m.tokens.stop_ids, m.vocab_size)
+        if model.manifest.chat_template is None:
+            raise BundleError(
+                f"{model.bundle.path}: voice commands need an instruction-tuned model with a chat template",
+                "use the default bundle (smollm2-135m) or another chat model's bundle",
+            )
+        self.system = system_prompt(commands)
+        try:
+            instructions = self._prompt_ids("")
+        except ContextOverflowError:
+            raise CommandSetError(
+                f"the instructions for {len(commands.commands)} commands do not fit the model's context",
+                "split the command set, or raise --max-context",
+            ) from None
+        # a few tokens of slack: the request's tokens may merge differently inside the template
+        self._room = max(model.context_length - MAX_COMMAND_TOKENS - len(instructions) - 8, 0)
+        # the instructions are the same for every request: prefill them now, so a request only pays for itself
+        self.model.decoder.rewind(0)
+        self.model.decoder.forward(instructions[:-1])
+
+    def _prompt_ids(self, request: str) -> list[int]:
+        messages = [{"role": "system", "content": self.system}]
+        for shot, command in examples(self.commands):
+            messages += [{"role": "user", "content": shot}, {"role": "assistant", "content": json.dumps(command)}]
+        messages.append({"role": "user", "content": request})
+        return self.model.encode_prompt(self.model.manifest.chat_template.render(messages), MAX_COMMAND_TOKENS)
+
+    def _fit(self, request: str) -> str:
+        """``request``, cut to what the context holds after the instructions: a command, never an error."""
+        ids = self.model.tokenizer.encode(request)
+        return request if len(ids) <= self._room else self.model.tokenizer.decode(ids[: self._room])
+
+    def parse(self, request: str) -> CommandResult:
+        """The command for ``request``; always a valid command of the set."""
+        start = time.perf_counter()
+        stats = GenerationStats()
+        request = self._fit(" ".join(request.split()))  # one line, however it was typed or transcribed
+        ids = self._prompt_ids(request)
+        tokens = generate_constrained(self.model.decoder, ids, self.grammar.matcher(), MAX_COMMAND_TOKENS, stats)
+        command = self.commands.validate(json.loads(self.model.tokenizer.decode(tokens)))
+        return CommandResult(request, command, time.perf_counter() - start, stats)
