@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument_group("speech")
     a.add_argument("--device", metavar="N|NAME", help="microphone for --listen (default: the system default)")
     a.add_argument(
+        "--speak", action="store_true", help="with --commands: say each command back through Piper (edge[speak])"
+    )
+    a.add_argument(
         "--asr-model",
         metavar="PATH",
         help="with --commands: the speech bundle for --audio/--listen (default: the default speech bundle)",
@@ -282,6 +285,11 @@ def run_commands(args) -> int:
         recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
     text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
     parser = CommandModel(TextModel(text, threads=args.threads, max_context=args.max_context), command_set)
+    speaker = None
+    if args.speak:
+        from .speak import Speaker
+
+        speaker = Speaker()
 
     def emit(request: str, **extra) -> None:
         result = parser.parse(request)
@@ -289,6 +297,10 @@ def run_commands(args) -> int:
         if args.json:
             row |= {"latency_s": round(result.latency_s, 4), "model_calls": result.stats.decode_steps + 1}
         print(json.dumps(row, ensure_ascii=False), flush=True)
+        if speaker is not None:
+            from .speak import confirmation
+
+            speaker.say(confirmation(result.command))
 
     if recognizer is not None:
         for transcript, origin in transcripts(recognizer, args):

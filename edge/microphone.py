@@ -29,13 +29,13 @@ from .vad import CHUNK_SAMPLES, Utterance, UtteranceSegmenter, VoiceActivityDete
 LIST_HINT = "run `edge-run --list-devices` and pass one of the input devices with `--device N`"
 
 
-def _import_sounddevice():
+def import_sounddevice():
     # imported here, not at module level: the voice extra is optional and PortAudio may be missing
     try:
         import sounddevice
     except ImportError as e:
         raise MicrophoneError(
-            f"Microphone capture needs the sounddevice package ({e})", "pip install 'edge[voice]'"
+            f"Audio capture and playback need the sounddevice package ({e})", "pip install 'edge[voice]'"
         ) from e
     except OSError as e:  # sounddevice raises OSError when the PortAudio shared library is not found
         raise MicrophoneError(
@@ -47,7 +47,7 @@ def _import_sounddevice():
 
 def list_devices() -> str:
     """The input devices, one a line: index, name, host API, channels, and which is the default."""
-    sd = _import_sounddevice()
+    sd = import_sounddevice()
     default_input = sd.default.device[0]
     hostapis = sd.query_hostapis()
     lines = []
@@ -97,7 +97,7 @@ class Microphone:
 
     def start(self) -> Microphone:
         """Check the device and start capturing into the queue."""
-        sd = _import_sounddevice()
+        sd = import_sounddevice()
         try:
             info = sd.query_devices(self.device, "input")
         except (ValueError, sd.PortAudioError) as e:

@@ -7,6 +7,7 @@ speech, and PortAudio for the microphone; the README's test command installs the
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import re
 import shutil
@@ -127,3 +128,17 @@ def test_edge_run_listens_on_a_virtual_microphone(whisper_bundle, spoken, tmp_pa
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [words(row["transcript"]) for row in rows] == [words(SENTENCE)] * 2, rows
     assert rows[0]["start_s"] < rows[1]["start_s"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("piper") is None, reason="Piper is not installed (pip install 'edge[speak]')"
+)
+def test_whisper_hears_what_piper_says(whisper_bundle):
+    import edge
+    from edge.audio import resample
+    from edge.speak import Speaker, confirmation
+
+    text = confirmation({"command": "set_light", "args": {"room": "kitchen", "on": True}})
+    audio, rate = Speaker().synthesize(text)
+    heard = edge.load(whisper_bundle).transcribe(resample(audio.astype(np.float32) / 32768, rate)).text
+    assert words(heard) == words(text), heard

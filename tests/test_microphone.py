@@ -22,7 +22,7 @@ import pytest
 from test_vad import two_phrases  # pytest puts tests/ on sys.path (no __init__.py, default import mode)
 
 from edge.errors import MicrophoneError
-from edge.microphone import _import_sounddevice
+from edge.microphone import import_sounddevice
 from edge.vad import VoiceActivityDetector
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def test_unknown_device_names_the_fix(tmp_path, device):
 def test_missing_sounddevice_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # makes `import sounddevice` raise ImportError
     with pytest.raises(MicrophoneError) as e:
-        _import_sounddevice()
+        import_sounddevice()
     assert e.value.hint == "pip install 'edge[voice]'"
 
 
@@ -130,5 +130,5 @@ def test_missing_portaudio_names_the_package(monkeypatch):
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoPortAudio(), *sys.meta_path])
     with pytest.raises(MicrophoneError, match="PortAudio") as e:
-        _import_sounddevice()
+        import_sounddevice()
     assert "libportaudio2" in e.value.hint
