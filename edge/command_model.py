@@ -23,6 +23,7 @@ from .grammar import Grammar
 from .model import TextModel
 
 MAX_COMMAND_TOKENS = 96
+OUT_OF_DOMAIN = "what is the capital of france"
 
 
 @dataclass
@@ -56,6 +57,10 @@ def examples(commands: CommandSet) -> list[tuple[str, dict]]:
     """One worked example per command, made from the set alone: its description with sample values."""
     shots = []
     for c in commands.commands.values():
+        if c.name == commands.unknown:
+            # declining is shown on a request no appliance serves, not on the set's own wording
+            shots.append((OUT_OF_DOMAIN, {"command": c.name, "args": {}}))
+            continue
         args = {a.name: a.sample() for a in c.args}
         values = ", ".join(f"{name} {json.dumps(value)}" for name, value in args.items())
         request = c.description.rstrip(".").lower() + (f": {values}" if values else "")
