@@ -266,6 +266,32 @@ def _load_verified() -> dict[str, Any]:
         return {}
 
 
+def check_graph_files(folder: Path, manifest: Manifest) -> None:
+    """Refuse graphs that would read files outside the bundle (external data at ``../x``, ``/x``, symlinks).
+
+    Runs before onnxruntime opens anything: every external-data location each ``.onnx`` file names
+    must be a plain file of the bundle that the manifest lists (and so checksums).
+    """
+    from .onnx_files import ProtobufError, external_data_locations
+
+    root = folder.resolve()
+    for name in manifest.files:
+        if not name.endswith(".onnx"):
+            continue
+        try:
+            locations = external_data_locations(folder / name)
+        except (OSError, ProtobufError) as e:
+            raise BundleError(f"{folder / name}: not a readable ONNX model ({e})", REBUILD_HINT) from None
+        for location in sorted(locations):
+            target = folder / location
+            inside = not Path(location).is_absolute() and target.resolve().is_relative_to(root)
+            if not inside or target.is_symlink() or location not in manifest.files:
+                raise BundleError(
+                    f"{folder / name}: refers to {location!r}, outside the bundle or not listed in its manifest",
+                    "only use bundles from sources you trust; " + REBUILD_HINT,
+                )
+
+
 def verify_files(folder: Path, manifest: Manifest, full: bool = False) -> None:
     """Check every file listed in the manifest: present, right size, right sha256.
 
@@ -277,7 +303,7 @@ def verify_files(folder: Path, manifest: Manifest, full: bool = False) -> None:
     updated = False
     for name, entry in manifest.files.items():
         path = folder / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
+        if Path(name).is_absolute() or ".." in Path(name).parts or path.is_symlink():
             raise BundleError(f"{folder / MANIFEST}: file entry {name!r} points outside the bundle", REBUILD_HINT)
         try:
             st = path.stat()
@@ -320,4 +346,5 @@ def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             raise BundleError(f"{folder / MANIFEST}: lists no {required}", REBUILD_HINT)
     if verify:
         verify_files(folder, manifest)
+    check_graph_files(folder, manifest)
     return Bundle(path=folder, manifest=manifest)

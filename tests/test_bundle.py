@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 import edge
-from edge.bundle import FORMAT_VERSION, open_bundle
+from edge.bundle import FORMAT_VERSION, MODEL_FILE, file_entries, open_bundle, read_manifest, write_manifest
 from edge.errors import BundleError
 
 
@@ -76,4 +77,52 @@ def test_bare_onnx_file_is_refused_with_the_fix(tmp_path, bundle_copy):
 def test_malformed_manifest_is_refused(bundle_copy):
     (bundle_copy / "edge.json").write_text("{not json")
     with pytest.raises(BundleError, match="unreadable manifest"):
+        open_bundle(bundle_copy)
+
+
+def _point_external_data(bundle, location: str) -> None:
+    """Rewrite model.onnx so its weights live at ``location``, and re-sign the manifest as an attacker would."""
+    import onnx
+
+    model = onnx.load(str(bundle / MODEL_FILE), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    (bundle / MODEL_FILE).write_bytes(model.SerializeToString())
+    manifest = read_manifest(bundle)
+    manifest.files.update(file_entries(bundle, [MODEL_FILE]))
+    write_manifest(bundle, manifest)
+
+
+@pytest.mark.parametrize("location", ["../model.onnx.data", "/etc/hostname", "sub/../../x.data"])
+def test_external_data_outside_the_bundle_is_refused(bundle_copy, location):
+    shutil.copy(bundle_copy / "model.onnx.data", bundle_copy.parent / "model.onnx.data")
+    _point_external_data(bundle_copy, location)
+    with pytest.raises(BundleError, match="outside the bundle") as e:
+        open_bundle(bundle_copy)
+    assert location in str(e.value)
+
+
+def test_external_data_through_a_symlink_is_refused(bundle_copy, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside") / "weights.data"
+    (bundle_copy / "model.onnx.data").rename(outside)
+    (bundle_copy / "model.onnx.data").symlink_to(outside)
+    with pytest.raises(BundleError, match="outside the bundle"):
+        open_bundle(bundle_copy)
+
+
+def test_external_data_not_in_the_manifest_is_refused(bundle_copy):
+    shutil.copy(bundle_copy / "model.onnx.data", bundle_copy / "unlisted.data")
+    _point_external_data(bundle_copy, "unlisted.data")
+    with pytest.raises(BundleError, match="not listed"):
+        open_bundle(bundle_copy)
+
+
+def test_garbage_model_file_is_refused_before_onnxruntime(bundle_copy):
+    (bundle_copy / MODEL_FILE).write_bytes(b"\xff" * 64)
+    manifest = read_manifest(bundle_copy)
+    manifest.files.update(file_entries(bundle_copy, [MODEL_FILE]))
+    write_manifest(bundle_copy, manifest)
+    with pytest.raises(BundleError, match="not a readable ONNX model"):
         open_bundle(bundle_copy)
