@@ -148,9 +148,27 @@ def _sampling(args):
     return opts
 
 
+MAX_PROMPT_BYTES = 1 << 20  # far beyond any context window; bounds memory on a piped file
+MAX_REQUEST_BYTES = 4096  # one spoken or typed command
+
+
 def _read_stdin() -> str:
-    data = sys.stdin.buffer.read()
+    data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise EdgeError(
+            f"standard input is over {MAX_PROMPT_BYTES >> 20} MB, far more than the model's context",
+            "pass a shorter prompt",
+        )
     return data.decode("utf-8", errors="replace")
+
+
+def read_requests(stream, limit: int = MAX_REQUEST_BYTES) -> Iterator[str]:
+    """One request per line, in bounded memory: a longer line is cut at ``limit`` bytes, invalid UTF-8 replaced."""
+    while line := stream.readline(limit):
+        if not line.endswith(b"\n"):
+            while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
+                pass  # skip the rest of an overlong line without holding it
+        yield line.decode("utf-8", errors="replace").strip()
 
 
 def run_prompt(model, args) -> int:
@@ -309,8 +327,8 @@ def run_commands(args) -> int:
     elif args.prompt is not None:
         emit(args.prompt)
     else:
-        for line in sys.stdin:
-            emit(line.strip())
+        for request in read_requests(sys.stdin.buffer):
+            emit(request)
     return 0
 
 

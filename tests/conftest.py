@@ -135,3 +135,77 @@ def vad_path():
     if path is None:
         pytest.skip("silero-vad is not installed: pip install --no-deps silero-vad")
     return path
+
+
+WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
+
+
+def make_whisper_folder(folder: Path) -> Path:
+    """A tiny random Whisper (2+2 layers, d_model 64) saved as a Hugging Face folder with tokenizer.json."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=WHISPER_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(
+        ["set the oven to one hundred and eighty degrees", "switch the kitchen light on"] * 20, trainer
+    )
+    eot, sot, no_ts = (tok.token_to_id(t) for t in WHISPER_SPECIALS)
+    torch.manual_seed(0)
+    config = WhisperConfig(
+        vocab_size=tok.get_vocab_size(),
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_target_positions=64,
+        decoder_start_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        suppress_tokens=[sot, no_ts],
+        begin_suppress_tokens=[eot],
+    )
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        no_timestamps_token_id=no_ts,
+        suppress_tokens=[sot, no_ts],
+        begin_suppress_tokens=[eot],
+        max_length=64,
+    )
+    model.save_pretrained(folder)
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def whisper_folder(tmp_path_factory):
+    return make_whisper_folder(tmp_path_factory.mktemp("hf-whisper"))
+
+
+@pytest.fixture(scope="session")
+def whisper_bundle(tmp_path_factory, whisper_folder):
+    """``whisper_bundle("int8")`` -> an exported tiny Whisper bundle (shared: do not modify)."""
+    from export import export_bundle
+
+    cache: dict[str, Path] = {}
+
+    def get(precision: str = "int8") -> Path:
+        if precision not in cache:
+            out = tmp_path_factory.mktemp("bundles") / f"whisper-{precision}"
+            export_bundle(str(whisper_folder), out, precision, progress=lambda _: None)
+            cache[precision] = out
+        return cache[precision]
+
+    return get

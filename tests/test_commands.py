@@ -180,3 +180,13 @@ def test_cli_rejects_a_malformed_set(tiny_bundle, tmp_path):
         timeout=300,
     )
     assert r.returncode == 1 and "commands.x.args.n.type" in r.stderr and "fix:" in r.stderr
+
+
+def test_requests_are_read_in_bounded_memory():
+    import io
+
+    from edge.cli import read_requests
+
+    stream = io.BytesIO(b"first\n" + b"x" * 100_000 + b"\n\xff\xfebad\nlast")
+    requests = list(read_requests(stream, limit=64))
+    assert requests == ["first", "x" * 64, "\ufffd\ufffdbad", "last"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,79 +18,6 @@ from edge.bundle import SPEECH_RECOGNITION, VAD_FILE, open_bundle
 from edge.transcribe import SpeechRecognizer, _repeated_tail
 from edge.vad import packaged_vad_path
 from tests.conftest import ROOT
-
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>"]
-
-
-def make_whisper_folder(folder: Path) -> Path:
-    """A tiny random Whisper (2+2 layers, d_model 64) saved as a Hugging Face folder with tokenizer.json."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(
-        ["set the oven to one hundred and eighty degrees", "switch the kitchen light on"] * 20, trainer
-    )
-    eot, sot, no_ts = (tok.token_to_id(t) for t in SPECIALS)
-    torch.manual_seed(0)
-    config = WhisperConfig(
-        vocab_size=tok.get_vocab_size(),
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        max_target_positions=64,
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        suppress_tokens=[sot, no_ts],
-        begin_suppress_tokens=[eot],
-    )
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        no_timestamps_token_id=no_ts,
-        suppress_tokens=[sot, no_ts],
-        begin_suppress_tokens=[eot],
-        max_length=64,
-    )
-    model.save_pretrained(folder)
-    tok.save(str(folder / "tokenizer.json"))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def whisper_folder(tmp_path_factory):
-    return make_whisper_folder(tmp_path_factory.mktemp("hf-whisper"))
-
-
-@pytest.fixture(scope="module")
-def whisper_bundle(tmp_path_factory, whisper_folder):
-    """``whisper_bundle("int8")`` -> an exported tiny Whisper bundle (shared: do not modify)."""
-    from export import export_bundle
-
-    cache: dict[str, Path] = {}
-
-    def get(precision: str = "int8") -> Path:
-        if precision not in cache:
-            out = tmp_path_factory.mktemp("bundles") / f"whisper-{precision}"
-            export_bundle(str(whisper_folder), out, precision, progress=lambda _: None)
-            cache[precision] = out
-        return cache[precision]
-
-    return get
 
 
 def test_bundle_is_a_speech_bundle_with_a_passing_report(whisper_bundle):
