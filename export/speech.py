@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from edge.audio import load_audio, log_mel_spectrogram, pad_or_trim
 from edge.bundle import (
@@ -36,7 +37,7 @@ from . import ct2
 from .graph import save_model
 from .quantize import quantize
 from .sources import SourceError
-from .whisper_graph import WhisperSpec, build_decoder, build_encoder, decoder_layout
+from .whisper_graph import WhisperSpec, build_decoder, build_encoder, decoder_layout, share_quantized_embedding
 
 SPEECH_PRECISIONS = ("fp32", "int8")
 # The fp32 graphs compute what the source computes; only float rounding may differ.
@@ -240,7 +241,8 @@ def build(
     del loaded
     with stages.stage(f"quantize to {precision}"):
         for name in (ENCODER_FILE, DECODER_FILE):
-            quantize(fp32 / name, work / name, precision)
+            quantize(fp32 / name, work / name, precision, per_channel=True)
+        save_model(share_quantized_embedding(onnx.load(str(work / DECODER_FILE))), work / DECODER_FILE)
     with stages.stage(f"verify {precision} against fp32"):
         fp32_fit = recognizer(fp32, "fit")
         fp32_fit_logits = fp32_fit.teacher_forced_logits(audio, source_tokens)

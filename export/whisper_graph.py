@@ -217,3 +217,39 @@ def build_decoder(model, spec: WhisperSpec) -> onnx.ModelProto:
     logits = g.matmul(x, embed.T, "proj_out")
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     return g.model("edge-whisper-decoder", inputs, outputs)
+
+
+def share_quantized_embedding(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Read the decoder's token embeddings from its int8 output projection; drop the fp32 table.
+
+    Whisper ties the two matrices. After per-channel int8 quantization the projection holds every
+    token's embedding as one int8 column with its own scale, so a lookup is a column gather and a
+    multiply, and the 80 MB fp32 copy (two thirds of tiny.en's int8 bundle) can go.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    weight, scale, zero = "proj_out.weight_quantized", "proj_out.weight_scale", "proj_out.weight_zero_point"
+    if weight not in inits or scale not in inits or numpy_helper.to_array(inits[scale]).ndim != 1:
+        return model  # fp32, or per-tensor scales: keep the table
+    if numpy_helper.to_array(inits[zero]).any():
+        return model
+    nodes = list(model.graph.node)
+    at, gather = next(
+        (i, n) for i, n in enumerate(nodes) if n.op_type == "Gather" and n.input[0] == "decoder.embed_tokens"
+    )
+    ids, out, p = gather.input[1], gather.output[0], "embed_tokens.shared"
+    axes = numpy_helper.from_array(np.array([-1], np.int64), f"{p}.axes")
+    lookup = [
+        helper.make_node("Gather", [weight, ids], [f"{p}/columns"], axis=1),  # [hidden, 1, seq] int8
+        helper.make_node("Transpose", [f"{p}/columns"], [f"{p}/rows"], perm=[1, 2, 0]),  # [1, seq, hidden]
+        helper.make_node("Cast", [f"{p}/rows"], [f"{p}/float"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", [scale, ids], [f"{p}/scales"]),  # [1, seq]
+        helper.make_node("Unsqueeze", [f"{p}/scales", axes.name], [f"{p}/scales3"]),
+        helper.make_node("Mul", [f"{p}/float", f"{p}/scales3"], [out], name=p),
+    ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[:at] + lookup + nodes[at + 1 :])
+    model.graph.initializer.remove(inits["decoder.embed_tokens"])
+    model.graph.initializer.append(axes)
+    return model
