@@ -132,3 +132,54 @@ def test_missing_portaudio_names_the_package(monkeypatch):
     with pytest.raises(MicrophoneError, match="PortAudio") as e:
         import_sounddevice()
     assert "libportaudio2" in e.value.hint
+
+
+class _Status:
+    input_overflow = False
+
+
+def fake_sounddevice(blocks: int, finishes: bool):
+    """A stand-in for sounddevice whose device delivers ``blocks`` blocks and then vanishes.
+
+    ``finishes``: PortAudio notices and ends the stream (finished callback), or the device simply
+    stops delivering, as a yanked USB microphone can.
+    """
+    import threading
+    import types
+
+    class RawInputStream:
+        def __init__(self, *, callback, finished_callback, blocksize, **_):
+            self.callback, self.finished, self.blocksize = callback, finished_callback, blocksize
+
+        def start(self):
+            def run():
+                for _ in range(blocks):
+                    self.callback(b"\x00\x01" * self.blocksize, self.blocksize, None, _Status())
+                if finishes:
+                    self.finished()
+
+            threading.Thread(target=run, daemon=True).start()
+
+        def close(self, ignore_errors=True):
+            pass
+
+    return types.SimpleNamespace(
+        PortAudioError=RuntimeError,
+        query_devices=lambda device, kind: {"name": "fake usb mic"},
+        check_input_settings=lambda **_: None,
+        RawInputStream=RawInputStream,
+    )
+
+
+@pytest.mark.parametrize("finishes", [True, False], ids=["stream-ends", "device-goes-silent"])
+def test_a_microphone_that_disappears_ends_cleanly_or_says_why(monkeypatch, finishes):
+    import edge.microphone as mic
+
+    monkeypatch.setattr(mic, "import_sounddevice", lambda: fake_sounddevice(blocks=5, finishes=finishes))
+    microphone = mic.Microphone(stall_timeout=0.5).start()
+    if finishes:
+        assert len(list(microphone)) == 5
+    else:
+        with pytest.raises(MicrophoneError, match="delivered no audio") as e:
+            list(microphone)
+        assert "fake usb mic" in str(e.value) and "--list-devices" in e.value.hint

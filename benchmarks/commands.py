@@ -1,0 +1,254 @@
+"""Voice-command benchmark: requests to commands, edge's constrained 135M model vs the nearest-example baseline.
+
+Each (system, precision, input) is one fresh process (``python -m benchmarks.commands_worker``) at 1 thread that
+loads once, warms up on one request made from the command set (never from the dataset), then times every
+utterance. Inputs: the dataset's text, and with ``--audio`` the same utterances spoken by Piper and espeak-ng
+(synthesized and cached by ``benchmarks.asr``) and transcribed by the whisper-tiny.en int8 bundle. The dataset
+only measures: nothing in the prompt, the examples or the baseline comes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.__main__ import HERE, RESULTS, ensure_bundle, interleave, write
+from benchmarks.commands_worker import BASELINE
+from edge.command_model import examples
+from edge.commands import CommandSet, InvalidCommand
+
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "commands"
+DATASET = SHARED / "appliance-panel.dev.jsonl"
+COMMAND_SET = SHARED / "appliance-panel.json"
+VOICES = ("piper", "espeak")
+INPUTS = ("text", *(f"audio-{v}" for v in VOICES))
+NO_PRECISION = "-"  # the baseline has no model
+TARGETS = (
+    "validity 100%; text accuracy >= 90% (default bundle); audio accuracy >= 85%; median text -> command <= 150 ms"
+)
+SHOWN_FAILURES = 12
+
+
+def load_dataset(path: Path) -> list[dict]:
+    """The dataset's lines: ``{"text": ..., "expected": {"command": ..., "args": {...}}}``."""
+    if not path.is_file():
+        sys.exit(f"{path} not found: pass --dataset (the default is the shared dev set beside the repository)")
+    # failures are reported by line number: the utterances are for measuring and stay out of the repo
+    lines = path.read_text().splitlines()
+    return [json.loads(text) | {"line": n} for n, text in enumerate(lines, 1) if text.strip()]
+
+
+def warmup_text(cs: CommandSet, texts: list[str]) -> str:
+    """A request from the command set's own examples that the dataset does not hold."""
+    return next(request for request, _ in examples(cs) if request not in texts)
+
+
+def audio_inputs(texts: list[str], warmup: str, chosen: list[int]) -> dict[str, tuple[list[str], str]]:
+    """{input: (the chosen clips, the warm-up clip)} for every voice that can be synthesized here."""
+    from benchmarks.asr import _missing_tools, synthesize
+
+    out = {}
+    for voice in VOICES:
+        if why := _missing_tools(voice):
+            print(f"voice not run: {voice}: {why}", file=sys.stderr)
+            continue
+        paths = synthesize(voice, texts + [warmup])  # the dataset keeps its indices, so the ASR cache is shared
+        out[f"audio-{voice}"] = ([str(paths[i]) for i in chosen], str(paths[-1]))
+    return out
+
+
+def measure(spec: dict) -> dict:
+    """One fresh worker process; its JSON line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.commands_worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _valid(cs: CommandSet, command: dict | None) -> bool:
+    try:
+        return command is not None and cs.validate(command) is command
+    except InvalidCommand:
+        return False
+
+
+def _same(a: dict | None, b: dict) -> bool:
+    """Equal commands, types included (``true`` is not ``1``)."""
+    return a is not None and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def summarize(key: tuple, out: dict, data: list[dict], cs: CommandSet, dataset: Path) -> dict:
+    """One result row from a worker's per-utterance results."""
+    system, precision, input_ = key
+    results = out["results"]
+    exact = [_same(r["command"], d["expected"]) for d, r in zip(data, results, strict=True)]
+    same_command = [
+        bool(r["command"]) and r["command"]["command"] == d["expected"]["command"]
+        for d, r in zip(data, results, strict=True)
+    ]
+    totals = [r["transcribe_s"] + r["parse_s"] for r in results]
+    confusion: dict[str, Counter] = {}
+    failures = []
+    for item, r, ok in zip(data, results, exact, strict=True):
+        expected, got = item["expected"], r["command"]
+        predicted = got["command"] if got else "(error)"
+        confusion.setdefault(expected["command"], Counter())[predicted] += 1
+        if not ok:
+            failure = {"line": item["line"], "expected": expected, "got": got or r.get("error")}
+            if input_ != "text":
+                failure["transcript"] = r["transcript"]
+            failures.append(failure)
+    n = len(results)
+    row = {
+        "system": system,
+        "precision": precision,
+        "input": input_,
+        "accuracy": round(sum(exact) / n, 4),
+        "command_accuracy": round(sum(same_command) / n, 4),
+        "validity": round(sum(_valid(cs, r["command"]) for r in results) / n, 4),
+        "median_latency_s": round(statistics.median(totals), 5),
+        "p95_latency_s": round(float(np.percentile(totals, 95)), 5),
+        "mean_model_calls": round(statistics.mean(r["model_calls"] for r in results), 2),
+        "n": n,
+        "load_s": round(out["load_s"], 2),
+        "peak_rss_mb": round(out["peak_rss_mb"]),
+        "dataset": dataset.name,
+        "command_set": cs.name,
+    }
+    if input_ != "text":
+        row["median_transcribe_s"] = round(statistics.median(r["transcribe_s"] for r in results), 5)
+        row["median_parse_s"] = round(statistics.median(r["parse_s"] for r in results), 5)
+    return {**row, "confusion": {k: dict(v) for k, v in confusion.items()}, "failures": failures}
+
+
+def merged(rows: list[dict]) -> list[dict]:
+    """These rows, plus rows of an earlier run on the same utterances and set that this run did not measure."""
+    path = RESULTS / "commands.json"
+    old = json.loads(path.read_text()) if path.is_file() else []
+    keys = {(r["system"], r["precision"], r["input"]) for r in rows}
+    first = rows[0] if rows else {}
+    kept = [
+        r
+        for r in old
+        if (r["system"], r["precision"], r["input"]) not in keys
+        and all(r.get(k) == first.get(k) for k in ("dataset", "command_set", "n"))
+    ]
+    return sorted(rows + kept, key=lambda r: (INPUTS.index(r["input"]), r["system"] != "edge", r["precision"]))
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return f"{seconds * 1000:.1f}" if seconds >= 0.001 else f"{seconds * 1000:.2f}"
+
+
+def confusion_table(row: dict, names: list[str]) -> list[str]:
+    """Expected commands down, predicted across; blank for zero."""
+    predicted = names + sorted({p for c in row["confusion"].values() for p in c} - set(names))
+    lines = ["| expected \\ predicted | " + " | ".join(predicted) + " |", "|" + "---|" * (len(predicted) + 1)]
+    for e in names:
+        counts = row["confusion"].get(e, {})
+        if counts:
+            lines.append(f"| {e} | " + " | ".join(str(counts.get(p, "")) for p in predicted) + " |")
+    return lines
+
+
+def failure_lines(row: dict, limit: int) -> list[str]:
+    lines = []
+    for f in row["failures"][:limit]:
+        heard = f" (heard {f['transcript']!r})" if "transcript" in f else ""
+        lines.append(
+            f"- line {f['line']}{heard}: expected `{json.dumps(f['expected'])}`, got `{json.dumps(f['got'])}`"
+        )
+    if len(row["failures"]) > limit:
+        lines.append(f"- ... {len(row['failures']) - limit} more in commands.json")
+    return lines
+
+
+def markdown(rows: list[dict], cs: CommandSet, dataset: Path, default: str) -> str:
+    lines = [
+        f"Voice commands: {dataset.name}, command set {cs.name}; 1 thread, one fresh process per row (loaded once, "
+        "one warm-up request from the set's own examples). Latency: wall time from text (or audio) to command.",
+        "",
+        f"Targets: {TARGETS}.",
+        "",
+        "| system | precision | input | accuracy | command accuracy | validity | median latency ms | p95 latency ms | "
+        "transcribe ms | parse ms | model calls | n |",
+        "|" + "---|" * 12,
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['system']} | {r['precision']} | {r['input']} | {_pct(r['accuracy'])} | "
+            f"{_pct(r['command_accuracy'])} | {_pct(r['validity'])} | {_ms(r['median_latency_s'])} | "
+            f"{_ms(r['p95_latency_s'])} | {_ms(r.get('median_transcribe_s'))} | "
+            f"{_ms(r.get('median_parse_s', r['median_latency_s']))} | {r['mean_model_calls']:.1f} | {r['n']} |"
+        )
+    lines += ["", "Model calls: decoder calls per request (the request's prefill, then one per real choice)."]
+    names = list(cs.commands)
+    for r in rows:
+        if r["system"] == "edge" and r["input"] == "text" and r["precision"] == default:
+            lines += ["", f"## Confusion: edge {default}, text (commands only)", "", *confusion_table(r, names)]
+            lines += ["", f"## Failures: edge {default}, text", "", *failure_lines(r, SHOWN_FAILURES)]
+    for r in rows:
+        if r["system"] == "edge" and r["input"] != "text":
+            lines += ["", f"## Failures: edge {r['precision']}, {r['input']}", "", *failure_lines(r, 6)]
+    return "\n".join(lines) + "\n"
+
+
+def run(args) -> None:
+    """``python -m benchmarks commands``: measure, then write results/commands.{json,md}."""
+    from edge.cache import DEFAULT_PRECISION
+
+    dataset = Path(args.dataset or DATASET).resolve()
+    cs = CommandSet.from_file(args.commands or COMMAND_SET)
+    data = load_dataset(dataset)
+    texts = [d["text"] for d in data]
+    chosen = list(range(0, len(data), 3))[:20] if args.quick else list(range(len(data)))
+    warmup = warmup_text(cs, texts)
+    inputs = {"text": ([texts[i] for i in chosen], warmup)}
+    if args.audio:
+        inputs |= audio_inputs(texts, warmup, chosen)
+    precisions = list(dict.fromkeys(args.precision or [DEFAULT_PRECISION, "int4"]))
+    bundles = {p: str(ensure_bundle(p)) for p in precisions}
+    speech = None
+    if args.audio:
+        from benchmarks.asr import ensure_bundle as speech_bundle
+
+        speech = str(speech_bundle("int8"))
+    keys = [(s, p, i) for i in inputs for s, p in [*(("edge", p) for p in precisions), (BASELINE, NO_PRECISION)]]
+
+    def spec(key: tuple) -> dict:
+        system, precision, input_ = key
+        items, warm = inputs[input_]
+        return {
+            "system": system,
+            "bundle": bundles.get(precision),
+            "commands": cs.path,
+            "asr": speech if input_ != "text" else None,
+            "inputs": items,
+            "warmup": warm,
+        }
+
+    samples, _ = interleave(keys, 1, lambda k: measure(spec(k)))
+    subset = [data[i] for i in chosen]
+    rows = merged([summarize(k, s[0], subset, cs, dataset) for k, s in samples.items()])
+    write("commands", rows, args, markdown(rows, cs, dataset, DEFAULT_PRECISION))
