@@ -3,8 +3,10 @@
   python -m benchmarks precisions [--quick]   edge at each export precision, with quality figures
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
   python -m benchmarks decode [--quick]       edge side by side with the peers
+  python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
+  python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
 
-Every measured run is a fresh process (``python -m benchmarks.worker``); runs are interleaved
+Every measured run is a fresh process (``benchmarks.worker``, ``benchmarks.asr_worker``); runs are interleaved
 across systems so drift on a noisy machine hits every row alike; figures are medians. Results go
 to benchmarks/results/.
 """
@@ -17,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.peers import HF_DIR, PEERS_DIR
@@ -71,40 +74,56 @@ def measure_once(system: str, artifact: Path | str, threads: int, tokens: int, i
     return row
 
 
+def interleave(keys: list[tuple], runs: int, measure: Callable[[tuple], dict], rotate: bool = False):
+    """Measure every key once per run, one pass over all keys per run; a key that fails is dropped.
+
+    ``rotate`` starts each run one key later, so no system always runs first. Returns
+    ({key: [sample, ...]}, {key: why it failed}).
+    """
+    samples: dict[tuple, list[dict]] = {}
+    failed: dict[tuple, str] = {}
+    for run in range(runs):
+        shift = run % len(keys) if rotate and keys else 0
+        for key in keys[shift:] + keys[:shift]:
+            if key in failed:
+                continue
+            print(f"run {run + 1}/{runs}: {' '.join(map(str, key))}", file=sys.stderr)
+            try:
+                sample = measure(key)
+            except RuntimeError as e:
+                failed[key] = str(e)
+                print(f"  could not run: {e}", file=sys.stderr)
+                continue
+            samples.setdefault(key, []).append(sample)
+    for key, why in failed.items():
+        print(f"not measured: {' '.join(map(str, key))}: {why}", file=sys.stderr)
+    return samples, failed
+
+
+def medians(runs: list[dict], fields: tuple[str, ...]) -> dict:
+    """The median of each field over runs, rounded to 3 decimals."""
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in fields}
+
+
 def run_matrix(entries: list[tuple[str, str, Path]], args, ids: list[int]) -> list[dict]:
     """Measure every (system, precision, artifact) at every thread count, interleaved; medians."""
-    samples: dict[tuple[str, str, int], list[dict]] = {}
-    failed: dict[tuple[str, str], str] = {}
-    for run in range(args.runs):
-        for threads in args.threads:
-            for system, precision, artifact in entries:
-                if (system, precision) in failed:
-                    continue
-                print(f"run {run + 1}/{args.runs}: {system} {precision} x{threads}", file=sys.stderr)
-                try:
-                    row = measure_once(system, artifact, threads, args.tokens, ids)
-                except RuntimeError as e:
-                    failed[(system, precision)] = str(e)
-                    print(f"  could not run: {e}", file=sys.stderr)
-                    continue
-                samples.setdefault((system, precision, threads), []).append(row)
+    artifacts = {(s, p): a for s, p, a in entries}
+    keys = [(s, p, t) for t in args.threads for s, p, _ in entries]
+    samples, _ = interleave(keys, args.runs, lambda k: measure_once(k[0], artifacts[k[:2]], k[2], args.tokens, ids))
     rows = []
     for (system, precision, threads), runs in samples.items():
-        artifact = next(a for s, p, a in entries if (s, p) == (system, precision))
-        median = {k: round(statistics.median(r[k] for r in runs), 3) for k in FIELDS}
+        artifact = artifacts[(system, precision)]
         rows.append(
             {
                 "system": system,
                 "precision": precision,
                 "threads": threads,
                 "runs": len(runs),
-                **median,
+                **medians(runs, FIELDS),
                 "size_mb": round(_size(artifact) / 1e6, 1),
                 **_quality(system, artifact),
             }
         )
-    for (system, precision), why in failed.items():
-        print(f"not measured: {system} {precision}: {why}", file=sys.stderr)
     return rows
 
 
@@ -151,14 +170,16 @@ def markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(name: str, rows: list[dict], args) -> None:
+def write(name: str, rows: list[dict], args, table: str | None = None) -> None:
+    """Write results/NAME.json (the rows) and results/NAME.md (``table``, by default the text-generation one)."""
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
-    title = (
-        f"{SOURCE}, {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process runs, "
-        f"prompt {args.prompt_tokens} tokens"
-    )
-    table = markdown(rows, title)
+    if table is None:
+        title = (
+            f"{SOURCE}, {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process runs, "
+            f"prompt {args.prompt_tokens} tokens"
+        )
+        table = markdown(rows, title)
     (RESULTS / f"{name}.md").write_text(table)
     print(table)
 
@@ -226,6 +247,18 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def asr(args) -> None:
+    from benchmarks.asr import run
+
+    run(args)
+
+
+def commands(args) -> None:
+    from benchmarks.commands import run
+
+    run(args)
+
+
 def setup(args) -> None:
     from benchmarks.setup_peers import build_all
 
@@ -247,10 +280,20 @@ def main() -> None:
         c.add_argument("--tokens", type=int, default=128)
         c.add_argument("--quick", action="store_true", help="1 thread, 32 new tokens")
     sub.add_parser("setup", help="build the peers' models into benchmarks/.peers")
+    c = sub.add_parser("asr", help="whisper-tiny.en: edge vs faster-whisper on synthesized commands")
+    c.add_argument("--runs", type=int, default=3)
+    c.add_argument("--quick", action="store_true", help="1 run, 20 utterances")
+    c = sub.add_parser("commands", help="voice commands: edge vs a nearest-example baseline")
+    c.add_argument("--dataset", help="{text, expected} lines (default: ../shared/commands/appliance-panel.dev.jsonl)")
+    c.add_argument("--commands", help="the command set (default: ../shared/commands/appliance-panel.json)")
+    c.add_argument("--precision", nargs="+", help="text bundle precisions (default: the default precision and int4)")
+    c.add_argument("--audio", action="store_true", help="also speak each utterance (Piper, espeak-ng) and transcribe")
+    c.add_argument("--quick", action="store_true", help="every third utterance, 20 at most")
     args = p.parse_args()
     if getattr(args, "quick", False):
         args.threads, args.tokens = [1], 32
-    {"precisions": precisions, "decode": decode, "setup": setup}[args.command](args)
+    runners = {"precisions": precisions, "decode": decode, "setup": setup, "asr": asr, "commands": commands}
+    runners[args.command](args)
 
 
 if __name__ == "__main__":
