@@ -85,7 +85,7 @@ def fake_wheel(folder: Path, version: str, sigill: bool = False) -> Path:
     wheel = folder / f"edge-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         for name, text in files.items():
-            z.writestr(name, text)
+            z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), text)  # same bytes every time
     return wheel
 
 
@@ -167,7 +167,7 @@ def test_scripts_pass_shellcheck():
 def test_kit_is_one_verified_archive_with_a_content_id(tmp_path, bundles, commands_file):
     r, out = build_kit(tmp_path, "0.1.0", bundles, commands_file)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(out)
+    assert r.stdout.strip() == str(out), r.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name, out.name + ".sha256"]  # no temporaries
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert out.with_name(out.name + ".sha256").read_text() == f"{digest}  {out.name}\n"
@@ -184,7 +184,8 @@ def test_kit_is_one_verified_archive_with_a_content_id(tmp_path, bundles, comman
     again = tmp_path / "again"
     again.mkdir()
     r2, out2 = build_kit(again, "0.1.0", bundles, commands_file)
-    assert r2.returncode == 0 and json.loads((unpack(out2, again / "u") / "kit.json").read_text())["id"] == meta["id"]
+    assert r2.returncode == 0, r2.stderr
+    assert json.loads((unpack(out2, again / "u") / "kit.json").read_text())["id"] == meta["id"]
 
 
 def test_kit_refuses_a_corrupt_bundle(tmp_path, bundles):
@@ -248,7 +249,8 @@ def test_install_upgrade_rollback(tmp_path, bundles, commands_file):
     r, kit_b = build_kit(tmp_path, "0.1.1", bundles, commands_file)
     b = unpack(kit_b, tmp_path / "b")
     id_b = json.loads((b / "kit.json").read_text())["id"]
-    assert install(b, root).returncode == 0
+    r = install(b, root)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert current(root) == (f"releases/{id_b}", f"releases/{id_a}")
     r = install(b, root, "--rollback")
     assert r.returncode == 0 and current(root) == (f"releases/{id_a}", f"releases/{id_b}"), r.stderr
@@ -258,7 +260,8 @@ def test_install_upgrade_rollback(tmp_path, bundles, commands_file):
     r, kit_c = build_kit(tmp_path, "0.1.2", bundles, commands_file)
     c = unpack(kit_c, tmp_path / "c")
     id_c = json.loads((c / "kit.json").read_text())["id"]
-    assert install(c, root).returncode == 0
+    r = install(c, root)
+    assert r.returncode == 0, r.stdout + r.stderr
     assert current(root) == (f"releases/{id_c}", f"releases/{id_a}")
     assert sorted(p.name for p in (root / "opt/edge/releases").iterdir()) == sorted([id_a, id_c])
 
