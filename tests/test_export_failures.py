@@ -52,3 +52,25 @@ def test_unsupported_architecture_is_refused(tmp_path):
     with pytest.raises(SourceError, match="model type 'bert' is not supported"):
         export_bundle(str(folder), tmp_path / "b", progress=quiet)
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("arch", ["bert", None])
+def test_gguf_of_an_unsupported_type_is_refused(tmp_path, arch):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "model.gguf"
+    if arch is None:
+        path.write_bytes(b"GGUF" + b"\x00" * 12)  # a header and nothing else
+    else:
+        writer = GGUFWriter(str(path), arch)
+        writer.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    match = f"GGUF architecture '{arch}' is not supported" if arch else "not a readable GGUF file"
+    with pytest.raises(SourceError, match=match) as e:
+        export_bundle(str(path), tmp_path / "b", progress=quiet)
+    assert e.value.hint
+    assert not (tmp_path / "b").exists()
