@@ -82,6 +82,13 @@ class CommandModel:
                 "use the default bundle (smollm2-135m) or another chat model's bundle",
             )
         self.system = system_prompt(commands)
+        # the same for every request: rendered into the prompt before it
+        self._instructions = [{"role": "system", "content": self.system}]
+        for shot, command in examples(commands):
+            self._instructions += [
+                {"role": "user", "content": shot},
+                {"role": "assistant", "content": json.dumps(command)},
+            ]
         try:
             instructions = self._prompt_ids("")
         except ContextOverflowError:
@@ -96,10 +103,7 @@ class CommandModel:
         self.model.decoder.forward(instructions[:-1])
 
     def _prompt_ids(self, request: str) -> list[int]:
-        messages = [{"role": "system", "content": self.system}]
-        for shot, command in examples(self.commands):
-            messages += [{"role": "user", "content": shot}, {"role": "assistant", "content": json.dumps(command)}]
-        messages.append({"role": "user", "content": request})
+        messages = [*self._instructions, {"role": "user", "content": request}]
         return self.model.encode_prompt(self.model.manifest.chat_template.render(messages), MAX_COMMAND_TOKENS)
 
     def _fit(self, request: str) -> str:

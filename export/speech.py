@@ -30,6 +30,7 @@ from edge.bundle import (
     SpeechConfig,
     Tokens,
 )
+from edge.tokenizer import Tokenizer
 from edge.transcribe import SpeechRecognizer
 from edge.vad import packaged_vad_path
 
@@ -236,8 +237,7 @@ def build(
                 f"the fp32 graphs disagree with the source model (max logit diff {source_diff:.3g})",
                 "this is a bug in edge-export; please report it with the source model",
             )
-    tokenizer_text = recognizer(fp32, "fit").tokenizer.decode
-    source_text = tokenizer_text(source_tokens).strip()
+    source_text = Tokenizer(work / TOKENIZER_FILE).decode(source_tokens).strip()
     del loaded
     with stages.stage(f"quantize to {precision}"):
         for name in (ENCODER_FILE, DECODER_FILE):
