@@ -7,6 +7,8 @@ exported once per session and shared; tests that modify one copy it first.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,27 @@ def make_hf_folder(folder: Path, family: str) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+HEAVY = ("torch", "transformers", "optimum", "export", "onnx")
+LEAN_CLI = (
+    "import sys\n"
+    "from edge.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r})\n"
+    "print('HEAVY:' + ','.join(heavy), file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_lean_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``edge-run ARGS`` in a fresh process and assert it loaded none of :data:`HEAVY`."""
+    r = subprocess.run(
+        [sys.executable, "-c", LEAN_CLI, *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    heavy = next((line for line in r.stderr.splitlines() if line.startswith("HEAVY:")), None)
+    assert heavy == "HEAVY:", r.stderr
+    return r
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import edge
 from edge.command_model import CommandModel, examples, system_prompt
 from edge.commands import CommandSet, CommandSetError, InvalidCommand
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_lean_cli
 
 REFERENCE = ROOT.parent / "shared" / "commands" / "appliance-panel.json"
 
@@ -141,23 +141,8 @@ def test_forced_tokens_skip_model_calls(tiny_parser):
 
 def test_cli_pipes_lines_through_without_torch(tiny_bundle, tmp_path):
     (tmp_path / "panel.json").write_text(json.dumps(PANEL))
-    probe = (
-        "import sys\n"
-        "from edge.cli import main\n"
-        "code = main(sys.argv[1:])\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers', 'export'})\n"
-        "print('HEAVY:' + ','.join(heavy), file=sys.stderr)\n"
-        "sys.exit(code)\n"
-    )
     args = ["--commands", str(tmp_path / "panel.json"), "--model", str(tiny_bundle("llama", "fp32")), "--json"]
-    r = subprocess.run(
-        [sys.executable, "-c", probe, *args],
-        input="turn on the kitchen light\n\nplay some jazz\n",
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    r = run_lean_cli(*args, stdin="turn on the kitchen light\n\nplay some jazz\n")
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 3
@@ -165,8 +150,6 @@ def test_cli_pipes_lines_through_without_torch(tiny_bundle, tmp_path):
     for row in rows:
         assert row["latency_s"] > 0
         panel.validate({"command": row["command"], "args": row["args"]})
-    heavy = next(line for line in r.stderr.splitlines() if line.startswith("HEAVY:"))
-    assert heavy == "HEAVY:", heavy
 
 
 def test_cli_rejects_a_malformed_set(tiny_bundle, tmp_path):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
-
-HEAVY = ("torch", "transformers", "optimum", "export", "onnx")
+from tests.conftest import HEAVY, ROOT
 
 PROBE = """
 import sys
