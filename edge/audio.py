@@ -39,14 +39,19 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise AudioError(f"{path} is a folder, not an audio file", "pass the path of a .wav file") from None
     except PermissionError:
         raise AudioError(f"Cannot read {path}: permission denied", f"make it readable: chmod a+r {path}") from None
-    frames, rate = _decode_wav(data, path)
+    return decode_audio(data, path)
+
+
+def decode_audio(data: bytes, name: str | Path = "the audio") -> np.ndarray:
+    """:func:`load_audio` for WAV bytes already in memory (an upload); ``name`` is what errors call it."""
+    frames, rate = _decode_wav(data, name)
     if frames.shape[0] == 0:
-        raise AudioError(f"{path} contains no audio samples", "record or export the audio again")
+        raise AudioError(f"{name} contains no audio samples", "record or export the audio again")
     mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     return np.ascontiguousarray(resample(mono, rate, SAMPLE_RATE), dtype=np.float32)
 
 
-def _decode_wav(data: bytes, path: Path) -> tuple[np.ndarray, int]:
+def _decode_wav(data: bytes, path: str | Path) -> tuple[np.ndarray, int]:
     """Parse a RIFF/WAVE byte string into float [frames, channels] and its sample rate."""
     # The stdlib `wave` module (3.10/3.11) refuses float and WAVE_FORMAT_EXTENSIBLE, which sox and ffmpeg write
     # for 24-bit and multichannel files; the RIFF layout is simple enough to walk here.

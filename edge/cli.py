@@ -33,6 +33,10 @@ voice commands (a command set turns requests into validated JSON commands):
   edge-run --commands panel.json --audio a.wav --json        # adds "transcript" and timings
   edge-run --commands panel.json --listen --asr-model bundles/whisper
 
+local server (OpenAI-compatible API at /v1, the appliance panel page at /):
+  edge-run --serve --model bundles/smollm2 --commands panel.json --asr-model bundles/whisper
+  curl -s localhost:8080/v1/commands -H 'Content-Type: application/json' -d '{{"text": "kitchen light on"}}'
+
 speech (the bundle's task decides what --model does):
   edge-run --model bundles/whisper --audio a.wav b.wav       # one transcript per file
   edge-run --listen                                          # default speech model ({DEFAULT_SPEECH_SOURCE}), live
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--audio", nargs="+", metavar="WAV", help="transcribe these WAV files (speech bundles)")
     mode.add_argument("--listen", action="store_true", help="transcribe the microphone live, utterance by utterance")
     mode.add_argument("--list-devices", action="store_true", help="list microphones for --device and exit")
+    mode.add_argument(
+        "--serve", action="store_true", help="serve an OpenAI-compatible API and the panel page over HTTP"
+    )
     p.add_argument(
         "--commands", metavar="FILE", help="map each request to a command of this command set (JSON), one line each"
     )
@@ -103,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="fit",
         help="encode only the audio there is (fit, default) or a zero-padded 30 s window (full)",
     )
+    h = p.add_argument_group("server (--serve)")
+    h.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others are reachable by anyone)"
+    )
+    h.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     r = p.add_argument_group("runtime")
     r.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: onnxruntime's choice)")
     r.add_argument(
@@ -356,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(list_devices())
             return 0
+        if args.serve:
+            from .server import run_serve
+
+            return run_serve(args)
         if args.commands:
             return run_commands(args)
         bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))

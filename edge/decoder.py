@@ -6,6 +6,7 @@ generation loop in ``generate.py`` only sees ``forward(ids) -> logits``.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,10 @@ class OnnxDecoder:
             str(model_path), session_options(threads, prepack), providers=["CPUExecutionProvider"]
         )
         self._names = [layout.names(i) for i in range(layout.num_layers)]
+        self._bind()
+
+    def _bind(self) -> None:
+        """A fresh binding and an empty cache."""
         vocab = self.session.get_outputs()[0].shape[-1]
         self._logits = np.zeros((1, 1, vocab), np.float32)
         self._binding = self.session.io_binding()
@@ -60,6 +65,16 @@ class OnnxDecoder:
         self._cache: list[np.ndarray] = []
         self.tokens: list[int] = []
         self._reserve(self.INITIAL_CAPACITY)
+
+    def fork(self) -> OnnxDecoder:
+        """A decoder on the same session (weights loaded once) with a KV cache of its own.
+
+        Two streams of requests that take turns, such as chats and voice commands on one server,
+        each keep their cached prefix instead of prefilling it again after the other ran.
+        """
+        twin = copy.copy(self)
+        twin._bind()
+        return twin
 
     @property
     def capacity(self) -> int:

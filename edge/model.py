@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterator
@@ -152,6 +153,20 @@ class TextModel:
         text = "".join(self.stream(prompt, stats=stats, **kwargs))
         return Generation(text=text, stats=stats, load_s=self.load_s)
 
+    def chat_text(self, messages: list[dict[str, str]]) -> str:
+        """A conversation as prompt text: the chat template, or for a base model a transcript it can continue."""
+        template = self.manifest.chat_template
+        if template is not None:
+            return template.render(messages)
+        lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n".join(lines) + "\nAssistant:"
+
+    def fork(self) -> TextModel:
+        """The same model (weights shared, not loaded again) with a KV cache of its own."""
+        twin = copy.copy(self)
+        twin.decoder = self.decoder.fork()
+        return twin
+
     def chat(self, system: str | None = None) -> ChatSession:
         """Start a conversation that keeps its history (and its KV cache) between turns."""
         return ChatSession(self, system)
@@ -172,16 +187,10 @@ class ChatSession:
 
     def _prompt_ids(self, max_new_tokens: int) -> list[int]:
         model = self.model
-        template = model.manifest.chat_template
         while True:
             head = [{"role": "system", "content": self.system}] if self.system is not None else []
-            if template is not None:
-                text = template.render(head + self.messages)
-            else:  # a base model: a plain transcript it can continue
-                lines = [f"{m['role'].capitalize()}: {m['content']}" for m in head + self.messages]
-                text = "\n".join(lines) + "\nAssistant:"
             try:
-                return model.encode_prompt(text, max_new_tokens)
+                return model.encode_prompt(model.chat_text(head + self.messages), max_new_tokens)
             except ContextOverflowError:
                 if len(self.messages) <= 1:
                     raise
