@@ -179,6 +179,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "edge"
     timeout = 60  # socket timeout: a client that stops reading cannot hold a thread forever
     server: PanelServer
+    gone = False
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -265,7 +266,7 @@ class Handler(BaseHTTPRequestHandler):
                     event = None
                 if time.monotonic() - checked > POLL_S or event is None:
                     if self._client_gone():
-                        self.close_connection = True
+                        self.gone = self.close_connection = True
                         return
                     checked = time.monotonic()
                 if event is None:
@@ -295,6 +296,7 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, routes: dict[str, Callable[[], None]]) -> None:
         path = self.path.split("?", 1)[0]
         self._body_read = False
+        self.gone = False  # the client closed its end (not the same as asking to close after this response)
         try:
             if path in routes:
                 routes[path]()
@@ -363,14 +365,14 @@ class Handler(BaseHTTPRequestHandler):
             self._stream(events, reply, req, stats)
             return
         text = "".join(events)
-        if self.close_connection:
-            return  # the client left
+        if self.gone:
+            return
         self._json(reply.full(text, finish_reason(stats.finish_reason), stats.prompt_tokens, stats.new_tokens))
 
     def _stream(self, events: Iterator[str], reply: Reply, req: TextRequest, stats) -> None:
         """Server-sent events: a chunk per piece, the finish reason, usage if asked, then ``[DONE]``."""
         first = next(events, None)  # errors before the first token are plain HTTP errors
-        if self.close_connection:
+        if self.gone:
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -385,7 +387,7 @@ class Handler(BaseHTTPRequestHandler):
                     self._sse(reply.chunk(first))
                     for piece in events:
                         self._sse(reply.chunk(piece))
-                if self.close_connection:
+                if self.gone:
                     return
                 self._sse(reply.chunk(None, finish_reason(stats.finish_reason)))
                 if req.include_usage:
@@ -395,7 +397,7 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
         except OSError:  # the client went away mid-stream: stop generating
-            self.close_connection = True
+            self.gone = self.close_connection = True
             if hasattr(events, "close"):
                 events.close()
 

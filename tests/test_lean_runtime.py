@@ -41,3 +41,40 @@ def test_edge_never_imports_export():
             assert not stripped.startswith(("import export", "from export")) or "cli.py" in path.name, path
             heavy = ("import torch", "import transformers", "from torch", "from transformers")
             assert not stripped.startswith(heavy), path
+
+
+def test_serving_loads_no_heavy_module(tiny_bundle, whisper_bundle, tmp_path):
+    """edge-run --serve with commands and speech, after a chat, a typed and a spoken command."""
+    import json
+    import signal
+    import urllib.request
+
+    import numpy as np
+
+    from tests.conftest import LEAN_CLI
+    from tests.test_audio import write_pcm
+
+    panel = ROOT.parent / "shared" / "commands" / "appliance-panel.json"
+    args = ["--serve", "--port", "0", "--model", str(tiny_bundle("llama", "int4"))]
+    args += ["--commands", str(panel), "--asr-model", str(whisper_bundle("int8"))]
+    proc = subprocess.Popen([sys.executable, "-c", LEAN_CLI, *args], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stderr.readline()
+        assert "serving" in line, line + proc.stderr.read()
+        url = line.split(" on ")[1].split("/ ")[0]
+
+        def post(path: str, data: bytes, kind: str) -> dict:
+            req = urllib.request.Request(url + path, data=data, headers={"Content-Type": kind})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return json.loads(r.read())
+
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "stream": False}
+        assert post("/v1/chat/completions", json.dumps(chat).encode(), "application/json")["choices"]
+        assert "command" in post("/v1/commands", b'{"text": "lights on"}', "application/json")
+        wav = write_pcm(tmp_path / "silence.wav", np.zeros(8000, np.float32))
+        assert "transcript" in post("/v1/commands", wav.read_bytes(), "audio/wav")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    heavy = next(line for line in rest.splitlines() if line.startswith("HEAVY:"))
+    assert heavy == "HEAVY:", rest

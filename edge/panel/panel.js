@@ -234,7 +234,7 @@ function apply(cmd, { source, transcript } = {}) {
   }
   const result = $("result");
   result.className = "";
-  const args = Object.entries(cmd.args).map(([a, v]) => `${label(a)} ${format(a, v)}`).join(", ");
+  const args = Object.entries(cmd.args).map(([a, v]) => `${label(a)}: ${typeof v === "boolean" ? v : format(a, v)}`).join(", ");
   result.replaceChildren(
     ...(transcript !== undefined ? [`heard “${transcript}” → `] : source === "tap" ? ["tapped → "] : []),
     el("code", { textContent: cmd.command }),
