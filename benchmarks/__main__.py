@@ -5,6 +5,7 @@
   python -m benchmarks decode [--quick]       edge side by side with the peers
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
+  python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
 
 Every measured run is a fresh process (``benchmarks.worker``, ``benchmarks.asr_worker``); runs are interleaved
 across systems so drift on a noisy machine hits every row alike; figures are medians. Results go
@@ -259,6 +260,12 @@ def commands(args) -> None:
     run(args)
 
 
+def server(args) -> None:
+    from benchmarks.server import run
+
+    run(args)
+
+
 def setup(args) -> None:
     from benchmarks.setup_peers import build_all
 
@@ -289,10 +296,23 @@ def main() -> None:
     c.add_argument("--precision", nargs="+", help="text bundle precisions (default: the default precision and int4)")
     c.add_argument("--audio", action="store_true", help="also speak each utterance (Piper, espeak-ng) and transcribe")
     c.add_argument("--quick", action="store_true", help="every third utterance, 20 at most")
+    c = sub.add_parser("server", help="edge-run --serve: concurrent chat and command clients on loopback")
+    c.add_argument("--clients", type=int, default=4)
+    c.add_argument("--seconds", type=float, default=20)
+    c.add_argument("--precision", default="fp32", help="text bundle precision (default: fp32, the default bundle)")
+    c.add_argument("--stacks", action="store_true", help="instead: the HTTP stack's import time and memory")
+    c.add_argument("--quick", action="store_true", help="6 seconds")
     args = p.parse_args()
     if getattr(args, "quick", False):
         args.threads, args.tokens = [1], 32
-    runners = {"precisions": precisions, "decode": decode, "setup": setup, "asr": asr, "commands": commands}
+    runners = {
+        "precisions": precisions,
+        "decode": decode,
+        "setup": setup,
+        "asr": asr,
+        "commands": commands,
+        "server": server,
+    }
     runners[args.command](args)
 
 

@@ -2,6 +2,7 @@
 # Install an edge kit on a board, offline (the kit comes from firmware-scripts/build-kit.py).
 #
 #   sudo ./edge-kit-<id>/install.sh                 install or upgrade, start the voice-command service
+#   sudo ./edge-kit-<id>/install.sh --serve         the same, with the HTTP API and panel page service instead
 #   sudo /opt/edge/current/install.sh --rollback    go back to the release installed before
 #
 # What it does, each step skipped when already done (running it twice changes nothing):
@@ -21,20 +22,26 @@ ROOT=/
 SYSTEMD=1
 ROLLBACK=0
 MIC=""
+SERVE=0
+PORT=8080
 SERVICE=edge-voice.service
 SERVICE_USER=edge
 ALSA_MARKER="# Written by edge's install.sh"
 
 usage() {
     cat <<EOF
-usage: install.sh [--prefix DIR] [--mic CARD] [--no-systemd] [--root DIR]
+usage: install.sh [--prefix DIR] [--mic CARD] [--serve [--port N]] [--no-systemd] [--root DIR]
        install.sh --rollback [--prefix DIR] [--no-systemd] [--root DIR]
 
-Install the edge kit this script belongs to, offline, and run the voice-command service.
+Install the edge kit this script belongs to, offline, and run the voice-command service (or --serve).
 
   --prefix DIR   where releases live (default: /opt/edge)
   --mic CARD     ALSA card id of the USB microphone (see arecord -l; default: the first USB card
                  found, or leave /etc/asound.conf alone when there is none)
+  --serve        run edge-panel.service instead of edge-voice.service: edge-run --serve, the
+                 OpenAI-compatible API and the panel page on http://127.0.0.1:PORT/ (loopback only:
+                 for a kiosk browser on the board's screen)
+  --port N       the --serve port (default: 8080)
   --no-systemd   do not call systemctl (no systemd running: a chroot, a container, an image being
                  prepared); the unit is still installed and enabled for the next boot
   --root DIR     install into the root file system at DIR instead of / (for tests and images);
@@ -57,6 +64,8 @@ while [ $# -gt 0 ]; do
         --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=$2; PREFIX_GIVEN=1; shift 2 ;;
         --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
         --mic) [ $# -ge 2 ] || die "--mic needs an ALSA card id"; MIC=$2; shift 2 ;;
+        --serve) SERVE=1; SERVICE=edge-panel.service; shift ;;
+        --port) [ $# -ge 2 ] || die "--port needs a number"; PORT=$2; shift 2 ;;
         --no-systemd) SYSTEMD=0; shift ;;
         --rollback) ROLLBACK=1; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -80,6 +89,9 @@ if [ "$PREFIX_GIVEN" -eq 0 ] && [ -f "$KIT/.complete" ]; then
 fi
 [[ "$PREFIX" =~ ^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$ ]] ||
     die "--prefix must be an absolute path of letters, digits and ._-/ (it goes into the unit file): $PREFIX"
+if [[ ! "$PORT" =~ ^[1-9][0-9]{0,4}$ ]] || [ "$PORT" -gt 65535 ]; then
+    die "--port takes a port number, 1-65535: $PORT"
+fi
 [ -z "$MIC" ] || [[ "$MIC" =~ ^[A-Za-z0-9_-]+$ ]] || die "--mic takes an ALSA card id such as Device (see arecord -l): $MIC"
 if [ "$SYSTEMD" -eq 1 ] && [ ! -d /run/systemd/system ]; then
     say "systemd is not running here: installing as with --no-systemd (the service starts at the next boot)"
@@ -107,11 +119,15 @@ write_if_changed() { # write_if_changed FILE MODE < content; status 0 when the f
     mv -f "$tmp" "$file"
 }
 
-restart_service() {
-    if [ "$SYSTEMD" -eq 1 ] && [ -f "$UNIT" ]; then
-        systemctl restart "$SERVICE"
-        say "restarted $SERVICE (logs: journalctl -u ${SERVICE%.service} -f)"
-    fi
+restart_service() { # every edge service installed: they all run from the current release
+    local s
+    [ "$SYSTEMD" -eq 1 ] || return 0
+    for s in edge-voice.service edge-panel.service; do
+        if [ -f "$T/etc/systemd/system/$s" ]; then
+            systemctl restart "$s"
+            say "restarted $s (logs: journalctl -u ${s%.service} -f)"
+        fi
+    done
 }
 
 rollback() {
@@ -265,14 +281,30 @@ elif ! grep -qE "^audio:[^:]*:[^:]*:(.*,)?$SERVICE_USER(,|$)" "$T/etc/group"; th
     usermod "${in_root[@]}" -a -G audio "$SERVICE_USER"
 fi
 
+if [ "$SERVE" -eq 1 ]; then
+    run="--serve --port $PORT"
+    what="edge panel: OpenAI-compatible API and the panel page on http://127.0.0.1:$PORT/ (requests go to the journal)"
+    # loopback only: the kiosk browser and programs on the board; no devices (the browser records the speech)
+    access="IPAddressDeny=any
+IPAddressAllow=localhost
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+DevicePolicy=closed"
+else
+    run="--listen --json"
+    what="edge voice commands: microphone -> speech -> one JSON command a line"
+    access="PrivateNetwork=yes
+RestrictAddressFamilies=AF_UNIX
+DevicePolicy=closed
+DeviceAllow=char-alsa rw"
+fi
 unit_changed=0
 if [ -e "$BASE/current/text-model" ] && [ -e "$BASE/current/asr-model" ] && [ -e "$BASE/current/commands.json" ]; then
     mkdir -p "$(dirname "$UNIT")"
     if write_if_changed "$UNIT" 0644 <<EOF; then
-# edge voice commands, written by edge's install.sh: microphone -> speech -> one JSON command a line.
-# The commands go to the journal: journalctl -u ${SERVICE%.service} -o cat -f
+# $what; written by edge's install.sh.
+# The journal: journalctl -u ${SERVICE%.service} -o cat -f
 [Unit]
-Description=edge voice commands (offline speech to JSON commands)
+Description=$what
 After=sound.target
 StartLimitIntervalSec=0
 
@@ -282,7 +314,7 @@ User=$SERVICE_USER
 Group=$SERVICE_USER
 SupplementaryGroups=audio
 Environment=EDGE_CACHE_DIR=/var/cache/edge
-ExecStart=$PREFIX/current/venv/bin/edge-run --listen --json --commands $PREFIX/current/commands.json --model $PREFIX/current/text-model --asr-model $PREFIX/current/asr-model
+ExecStart=$PREFIX/current/venv/bin/edge-run $run --commands $PREFIX/current/commands.json --model $PREFIX/current/text-model --asr-model $PREFIX/current/asr-model
 # a microphone plugged in later is picked up by the next try
 Restart=on-failure
 RestartSec=10s
@@ -290,16 +322,13 @@ CacheDirectory=edge
 CacheDirectoryMode=0700
 UMask=0077
 
-# hardening: read-only system, no network, no privileges, sound devices only
+# hardening: read-only system, no privileges; the network and devices each service needs, no more
 NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
 ReadOnlyPaths=$PREFIX
-PrivateNetwork=yes
-RestrictAddressFamilies=AF_UNIX
-DevicePolicy=closed
-DeviceAllow=char-alsa rw
+$access
 CapabilityBoundingSet=
 ProtectKernelTunables=yes
 ProtectKernelModules=yes
@@ -325,7 +354,7 @@ EOF
         say "wrote /etc/systemd/system/$SERVICE"
     fi
 else
-    say "no voice-command service: the kit needs a text bundle, a speech bundle and a command set for it"
+    say "no ${SERVICE%.service} service: the kit needs a text bundle, a speech bundle and a command set for it"
 fi
 
 if [ -z "$MIC" ] && [ -z "$T" ] && [ -r /proc/asound/cards ]; then
@@ -379,4 +408,7 @@ fi
 say "done: $PREFIX/current -> $(readlink "$BASE/current")"
 if [ -e "$BASE/current/text-model" ] && [ -e "$BASE/current/commands.json" ]; then
     say "try: $PREFIX/current/venv/bin/edge-run --model $PREFIX/current/text-model --commands $PREFIX/current/commands.json --prompt \"status report\""
+fi
+if [ "$SERVE" -eq 1 ]; then
+    say "panel: http://127.0.0.1:$PORT/ (on the board's screen: chromium --kiosk http://127.0.0.1:$PORT/)"
 fi

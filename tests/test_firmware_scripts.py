@@ -272,6 +272,31 @@ def test_install_upgrade_rollback(tmp_path, bundles, commands_file):
 
 
 @needs_root
+def test_serve_installs_the_panel_service_on_loopback(tmp_path, bundles, commands_file):
+    root = new_root(tmp_path / "root")
+    r, kit = build_kit(tmp_path, "0.1.0", bundles, commands_file)
+    assert r.returncode == 0, r.stderr
+    r = install(unpack(kit, tmp_path / "kit"), root, "--serve", "--port", "8090")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "http://127.0.0.1:8090/" in r.stdout
+    assert not (root / "etc/systemd/system/edge-voice.service").exists()
+    assert (root / "etc/systemd/system/multi-user.target.wants/edge-panel.service").is_symlink()
+    text = (root / "etc/systemd/system/edge-panel.service").read_text()
+    assert "ExecStart=/opt/edge/current/venv/bin/edge-run --serve --port 8090 --commands /opt/edge/current/" in text
+    assert "IPAddressAllow=localhost" in text and "IPAddressDeny=any" in text and "PrivateNetwork" not in text
+    assert "DeviceAllow" not in text and "NoNewPrivileges=yes" in text
+    if shutil.which("systemd-analyze") and (root / "usr/lib/systemd/system").is_dir():
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/edge-panel.service"],
+            capture_output=True,
+            text=True,
+        )
+        assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    r = install(unpack(kit, tmp_path / "kit2"), root, "--serve", "--port", "99999")
+    assert r.returncode == 1 and "--port takes a port number" in r.stderr
+
+
+@needs_root
 def test_a_release_that_does_not_run_never_becomes_current(tmp_path, bundles, commands_file):
     root = new_root(tmp_path / "root")
     r, good = build_kit(tmp_path, "0.1.0", bundles, commands_file)

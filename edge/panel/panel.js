@@ -288,8 +288,7 @@ async function startTalk(event) {
   if (event.pointerId !== undefined) $("talk").setPointerCapture(event.pointerId);
   // the audio context is made inside the press itself: browsers only start audio on a user gesture
   const rec = (recording = { chunks: [], released: false, ctx: new AudioContext() });
-  $("talk").classList.add("recording");
-  $("talk").textContent = "Listening…";
+  $("talk").textContent = "Opening mic…";
   try {
     if (!navigator.mediaDevices) throw new Error("the microphone needs the page opened from localhost or https");
     rec.stream = await navigator.mediaDevices.getUserMedia({
@@ -302,6 +301,9 @@ async function startTalk(event) {
     rec.processor.onaudioprocess = (e) => rec.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
     rec.source.connect(rec.processor);
     rec.processor.connect(rec.ctx.destination);
+    // only now is sound recorded: say so, or the first word is spoken into a microphone still opening
+    $("talk").classList.add("recording");
+    $("talk").textContent = "Listening…";
     if (rec.released) stopTalk();
   } catch (e) {
     recording = null;
