@@ -20,10 +20,7 @@ import queue
 import select
 import socket
 import sys
-import threading
 import time
-import traceback
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .api import ApiError, Reply, TextRequest, chat_request, completion_request, finish_reason, models_list
-from .errors import ContextOverflowError, EdgeError
+from .errors import EdgeError
+from .worker import DONE, POLL_S, Job, Worker
 
 if TYPE_CHECKING:
     from .command_model import CommandModel
@@ -46,99 +44,10 @@ TIMEOUT_S = 120.0  # from arrival to the last byte of the answer
 MAX_BODY_BYTES = 8 << 20  # a 30 s stereo 48 kHz 16-bit WAV is 5.8 MB
 MAX_AUDIO_S = 30.0  # a spoken command, not a recording
 MAX_COMMAND_CHARS = 4096  # as edge-run --commands cuts a piped line
-STREAM_AHEAD = 8  # pieces the worker may run ahead of a slow reader: a gone client is noticed within them
-POLL_S = 0.05
 LINGER_S = 2.0
 PANEL_DIR = Path(__file__).resolve().parent / "panel"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
-DONE = object()
-
-
-class Job:
-    """One request's model work, run on the worker thread; its results flow back through ``events``."""
-
-    def __init__(self, work: Callable[[], Iterator[Any]], timeout_s: float):
-        self.work = work
-        self.deadline = time.monotonic() + timeout_s
-        self.events: queue.Queue = queue.Queue(STREAM_AHEAD)
-        self.cancelled = threading.Event()  # set by the handler when the client is gone (or it is done reading)
-
-    def _put(self, event: Any) -> bool:
-        """Hand ``event`` to the handler, waiting while it is behind; False once nobody will read it."""
-        while not self.cancelled.is_set():
-            try:
-                self.events.put(event, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise ApiError(504, "the request took longer than the server's timeout", "timeout_error", code="timeout")
-
-    def run(self) -> str:
-        """Do the work; returns the outcome: done, cancelled, timeout or error."""
-        if self.cancelled.is_set():
-            return "cancelled"  # the client left while the request waited in the queue
-        outcome = "done"
-        items = None
-        try:
-            self._check_deadline()
-            items = self.work()
-            for item in items:
-                self._check_deadline()
-                if not self._put(item):
-                    return "cancelled"
-            self._check_deadline()  # an answer in one part (a command) is checked once it is ready
-            final: Any = DONE
-        except ApiError as e:
-            final, outcome = e, "timeout" if e.status == 504 else "error"
-        except ContextOverflowError as e:
-            final, outcome = ApiError(400, str(e), code="context_length_exceeded"), "error"
-        except (EdgeError, ValueError) as e:
-            final, outcome = ApiError(400, str(e)), "error"
-        except Exception as e:  # a bug: say so to the client and the log, keep serving
-            traceback.print_exc()
-            final, outcome = ApiError(500, f"internal error: {e}", "server_error"), "error"
-        finally:
-            if items is not None and hasattr(items, "close"):
-                items.close()  # ends a generation stopped early, so its model state is consistent
-        self._put(final)
-        return outcome
-
-
-class Worker:
-    """The one thread that runs model work, in arrival order, from a bounded queue."""
-
-    def __init__(self, queue_size: int):
-        self.jobs: queue.Queue[Job | None] = queue.Queue(queue_size)
-        self.counts: Counter[str] = Counter()
-        self.busy = False
-        self.thread = threading.Thread(target=self._loop, name="edge-worker", daemon=True)
-        self.thread.start()
-
-    def submit(self, job: Job) -> None:
-        try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
-            self.counts["rejected"] += 1
-            raise ApiError(
-                429,
-                f"the server is busy: {self.jobs.maxsize} requests are already waiting; retry shortly",
-                "rate_limit_error",
-                code="queue_full",
-            ) from None
-
-    def _loop(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            self.busy = True
-            self.counts[job.run()] += 1
-            self.busy = False
-
-    def stop(self) -> None:
-        self.jobs.put(None)
 
 
 @dataclass

@@ -126,6 +126,17 @@ def new_root(folder: Path) -> Path:
     return folder
 
 
+def verify_unit(root: Path, name: str) -> None:
+    """systemd-analyze verify finds nothing wrong with the unit (where systemd is installed)."""
+    if shutil.which("systemd-analyze") and (root / "usr/lib/systemd/system").is_dir():
+        verify = subprocess.run(
+            ["systemd-analyze", "verify", f"--root={root}", f"/etc/systemd/system/{name}"],
+            capture_output=True,
+            text=True,
+        )
+        assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+
+
 def snapshot(root: Path) -> list[tuple]:
     """Every path install.sh manages, with size, mtime and link target (venv internals left out)."""
     rows = []
@@ -231,13 +242,7 @@ def test_install_upgrade_rollback(tmp_path, bundles, commands_file):
     assert "ExecStart=/opt/edge/current/venv/bin/edge-run --listen --json --commands /opt/edge/current/" in text
     for setting in ("Restart=on-failure", "User=edge", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes"):
         assert setting in text
-    if shutil.which("systemd-analyze") and (root / "usr/lib/systemd/system").is_dir():
-        verify = subprocess.run(
-            ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/edge-voice.service"],
-            capture_output=True,
-            text=True,
-        )
-        assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    verify_unit(root, "edge-voice.service")
 
     # twice: nothing changes
     before = snapshot(root)
@@ -285,13 +290,7 @@ def test_serve_installs_the_panel_service_on_loopback(tmp_path, bundles, command
     assert "ExecStart=/opt/edge/current/venv/bin/edge-run --serve --port 8090 --commands /opt/edge/current/" in text
     assert "IPAddressAllow=localhost" in text and "IPAddressDeny=any" in text and "PrivateNetwork" not in text
     assert "DeviceAllow" not in text and "NoNewPrivileges=yes" in text
-    if shutil.which("systemd-analyze") and (root / "usr/lib/systemd/system").is_dir():
-        verify = subprocess.run(
-            ["systemd-analyze", "verify", f"--root={root}", "/etc/systemd/system/edge-panel.service"],
-            capture_output=True,
-            text=True,
-        )
-        assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    verify_unit(root, "edge-panel.service")
     r = install(unpack(kit, tmp_path / "kit2"), root, "--serve", "--port", "99999")
     assert r.returncode == 1 and "--port takes a port number" in r.stderr
 

@@ -26,6 +26,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.test_audio import write_pcm
+from tests.test_integration_whisper import _installed
 from tests.test_server import PANEL, _panel, start
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -210,16 +211,6 @@ def test_the_panel_fits_800x480_and_is_not_blank(tiny, tmp_path):
 
 
 # --- the real default models, built by edge-run --serve on first use -----------------------------
-
-
-def _installed(name: str) -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")

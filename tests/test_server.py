@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from edge.commands import CommandSet
-from edge.server import Job, make_server
+from edge.server import make_server
+from edge.worker import Job
 from tests.conftest import ROOT
 from tests.test_audio import write_pcm
 
