@@ -238,7 +238,7 @@ def run(args) -> None:
         proc.terminate()
         proc.wait(30)
     RESULTS.mkdir(exist_ok=True)
-    name = "server" if args.precision == "fp32" else f"server-{args.precision}"
+    name = "server" if (args.precision, args.clients) == ("fp32", 4) else f"server-{args.precision}-{args.clients}c"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (RESULTS / f"{name}.md").write_text(table)
