@@ -296,6 +296,9 @@ def main() -> None:
     c.add_argument("--precision", nargs="+", help="text bundle precisions (default: the default precision and int4)")
     c.add_argument("--audio", action="store_true", help="also speak each utterance (Piper, espeak-ng) and transcribe")
     c.add_argument("--quick", action="store_true", help="every third utterance, 20 at most")
+    c.add_argument(
+        "--no-specialised", action="store_true", help="skip the bundles fine-tuned for the set (edge-export specialise)"
+    )
     c = sub.add_parser("server", help="edge-run --serve: concurrent chat and command clients on loopback")
     c.add_argument("--clients", type=int, default=4)
     c.add_argument("--seconds", type=float, default=20)

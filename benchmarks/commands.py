@@ -1,5 +1,10 @@
 """Voice-command benchmark: requests to commands, edge's constrained 135M model vs the nearest-example baseline.
 
+Three systems: the base SmolLM2 bundle prompted with the command set (``edge``), the same model fine-tuned
+for the set by ``edge-export specialise`` (``edge-specialised``, built into benchmarks/.bundles on first
+use: about 20-30 minutes on 2 cores), and a TF-IDF nearest-example baseline. Each edge row also quotes its
+bundle's perplexity on export's general English text (report.json), so the cost of specialising shows.
+
 Each (system, precision, input) is one fresh process (``python -m benchmarks.commands_worker``) at 1 thread that
 loads once, warms up on one request made from the command set (never from the dataset), then times every
 utterance. Inputs: the dataset's text, and with ``--audio`` the same utterances spoken by Piper and espeak-ng
@@ -20,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.__main__ import HERE, RESULTS, ensure_bundle, interleave, write
-from benchmarks.commands_worker import BASELINE
+from benchmarks.commands_worker import BASELINE, SPECIALISED
 from edge.command_model import examples
 from edge.commands import CommandSet, InvalidCommand
 
@@ -65,6 +70,37 @@ def audio_inputs(texts: list[str], warmup: str, chosen: list[int]) -> dict[str, 
     return out
 
 
+def ensure_specialised(cs: CommandSet, precision: str) -> Path:
+    """The specialised bundle for ``cs`` at ``precision`` with the default recipe, built when missing."""
+    from benchmarks.__main__ import BUNDLES, SOURCE
+
+    out = BUNDLES / f"{cs.name}-specialised-{precision}"
+    info = None
+    if (out / "edge.json").is_file():
+        info = json.loads((out / "edge.json").read_text()).get("commands") or {}
+    if info is None or info.get("sha256") != cs.sha256:
+        from export import export_bundle
+        from export.specialise import Specialisation
+
+        print(f"specialising {SOURCE} for {cs.name} at {precision} -> {out}", file=sys.stderr)
+        export_bundle(SOURCE, out, precision, force=True, specialisation=Specialisation(cs.path))
+    return out
+
+
+def bundle_figures(bundle: str | None) -> dict:
+    """Perplexity on export's general English text, and the training record of a specialised bundle."""
+    if bundle is None:
+        return {}
+    report = json.loads((Path(bundle) / "report.json").read_text())
+    manifest = json.loads((Path(bundle) / "edge.json").read_text())
+    out = {"perplexity_general_text": round(report["perplexity"], 3)}
+    training = (manifest.get("commands") or {}).get("training")
+    if training:
+        out["train_seconds"] = training.get("train_seconds")
+        out["generated_validation_accuracy"] = training.get("validation_accuracy")
+    return out
+
+
 def measure(spec: dict) -> dict:
     """One fresh worker process; its JSON line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -92,7 +128,7 @@ def _same(a: dict | None, b: dict) -> bool:
     return a is not None and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def summarize(key: tuple, out: dict, data: list[dict], cs: CommandSet, dataset: Path) -> dict:
+def summarize(key: tuple, out: dict, data: list[dict], cs: CommandSet, dataset: Path, bundle: str | None) -> dict:
     """One result row from a worker's per-utterance results."""
     system, precision, input_ = key
     results = out["results"]
@@ -129,6 +165,7 @@ def summarize(key: tuple, out: dict, data: list[dict], cs: CommandSet, dataset: 
         "peak_rss_mb": round(out["peak_rss_mb"]),
         "dataset": dataset.name,
         "command_set": cs.name,
+        **bundle_figures(bundle),
     }
     if input_ != "text":
         row["median_transcribe_s"] = round(statistics.median(r["transcribe_s"] for r in results), 5)
@@ -148,7 +185,8 @@ def merged(rows: list[dict]) -> list[dict]:
         if (r["system"], r["precision"], r["input"]) not in keys
         and all(r.get(k) == first.get(k) for k in ("dataset", "command_set", "n"))
     ]
-    return sorted(rows + kept, key=lambda r: (INPUTS.index(r["input"]), r["system"] != "edge", r["precision"]))
+    order = ["edge", SPECIALISED, BASELINE]
+    return sorted(rows + kept, key=lambda r: (INPUTS.index(r["input"]), order.index(r["system"]), r["precision"]))
 
 
 def _pct(x: float) -> str:
@@ -176,9 +214,7 @@ def failure_lines(row: dict, limit: int) -> list[str]:
     lines = []
     for f in row["failures"][:limit]:
         heard = f" (heard {f['transcript']!r})" if "transcript" in f else ""
-        lines.append(
-            f"- line {f['line']}{heard}: expected `{json.dumps(f['expected'])}`, got `{json.dumps(f['got'])}`"
-        )
+        lines.append(f"- line {f['line']}{heard}: expected `{json.dumps(f['expected'])}`, got `{json.dumps(f['got'])}`")
     if len(row["failures"]) > limit:
         lines.append(f"- ... {len(row['failures']) - limit} more in commands.json")
     return lines
@@ -192,25 +228,40 @@ def markdown(rows: list[dict], cs: CommandSet, dataset: Path, default: str) -> s
         f"Targets: {TARGETS}.",
         "",
         "| system | precision | input | accuracy | command accuracy | validity | median latency ms | p95 latency ms | "
-        "transcribe ms | parse ms | model calls | n |",
-        "|" + "---|" * 12,
+        "transcribe ms | parse ms | model calls | n | perplexity, general text |",
+        "|" + "---|" * 13,
     ]
     for r in rows:
+        ppl = r.get("perplexity_general_text")
         lines.append(
             f"| {r['system']} | {r['precision']} | {r['input']} | {_pct(r['accuracy'])} | "
             f"{_pct(r['command_accuracy'])} | {_pct(r['validity'])} | {_ms(r['median_latency_s'])} | "
             f"{_ms(r['p95_latency_s'])} | {_ms(r.get('median_transcribe_s'))} | "
-            f"{_ms(r.get('median_parse_s', r['median_latency_s']))} | {r['mean_model_calls']:.1f} | {r['n']} |"
+            f"{_ms(r.get('median_parse_s', r['median_latency_s']))} | {r['mean_model_calls']:.1f} | {r['n']} | "
+            f"{'' if ppl is None else f'{ppl:.2f}'} |"
         )
-    lines += ["", "Model calls: decoder calls per request (the request's prefill, then one per real choice)."]
+    lines += [
+        "",
+        "Model calls: decoder calls per request (the request's prefill, then one per real choice). Perplexity: the "
+        "bundle's own on export's fixed English text (report.json), lower is better; it shows what specialising "
+        "cost the model outside its commands.",
+    ]
+    for r in rows:
+        if r["system"] == SPECIALISED and r["input"] == "text" and r.get("train_seconds"):
+            lines += [
+                "",
+                f"edge-specialised {r['precision']}: fine-tuned in {r['train_seconds']:.0f} s; "
+                f"{_pct(r['generated_validation_accuracy'])} exact on its generated held-out requests.",
+            ]
     names = list(cs.commands)
     for r in rows:
-        if r["system"] == "edge" and r["input"] == "text" and r["precision"] == default:
-            lines += ["", f"## Confusion: edge {default}, text (commands only)", "", *confusion_table(r, names)]
-            lines += ["", f"## Failures: edge {default}, text", "", *failure_lines(r, SHOWN_FAILURES)]
+        if r["system"] in ("edge", SPECIALISED) and r["input"] == "text" and r["precision"] == default:
+            name = f"{r['system']} {default}"
+            lines += ["", f"## Confusion: {name}, text (commands only)", "", *confusion_table(r, names)]
+            lines += ["", f"## Failures: {name}, text", "", *failure_lines(r, SHOWN_FAILURES)]
     for r in rows:
-        if r["system"] == "edge" and r["input"] != "text":
-            lines += ["", f"## Failures: edge {r['precision']}, {r['input']}", "", *failure_lines(r, 6)]
+        if r["system"] in ("edge", SPECIALISED) and r["input"] != "text":
+            lines += ["", f"## Failures: {r['system']} {r['precision']}, {r['input']}", "", *failure_lines(r, 6)]
     return "\n".join(lines) + "\n"
 
 
@@ -228,20 +279,22 @@ def run(args) -> None:
     if args.audio:
         inputs |= audio_inputs(texts, warmup, chosen)
     precisions = list(dict.fromkeys(args.precision or [DEFAULT_PRECISION, "int4"]))
-    bundles = {p: str(ensure_bundle(p)) for p in precisions}
+    bundles = {("edge", p): str(ensure_bundle(p)) for p in precisions}
+    if not args.no_specialised:
+        bundles |= {(SPECIALISED, p): str(ensure_specialised(cs, p)) for p in precisions}
     speech = None
     if args.audio:
         from benchmarks.asr import ensure_bundle as speech_bundle
 
         speech = str(speech_bundle("int8"))
-    keys = [(s, p, i) for i in inputs for s, p in [*(("edge", p) for p in precisions), (BASELINE, NO_PRECISION)]]
+    keys = [(s, p, i) for i in inputs for s, p in [*bundles, (BASELINE, NO_PRECISION)]]
 
     def spec(key: tuple) -> dict:
         system, precision, input_ = key
         items, warm = inputs[input_]
         return {
             "system": system,
-            "bundle": bundles.get(precision),
+            "bundle": bundles.get((system, precision)),
             "commands": cs.path,
             "asr": speech if input_ != "text" else None,
             "inputs": items,
@@ -250,5 +303,5 @@ def run(args) -> None:
 
     samples, _ = interleave(keys, 1, lambda k: measure(spec(k)))
     subset = [data[i] for i in chosen]
-    rows = merged([summarize(k, s[0], subset, cs, dataset) for k, s in samples.items()])
+    rows = merged([summarize(k, s[0], subset, cs, dataset, bundles.get(k[:2])) for k, s in samples.items()])
     write("commands", rows, args, markdown(rows, cs, dataset, DEFAULT_PRECISION))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 BASELINE = "baseline-nearest-example"
+SPECIALISED = "edge-specialised"  # a bundle from `edge-export specialise`, prompted as it was trained
 
 Parser = Callable[[str], dict]
 
@@ -75,7 +76,7 @@ def main() -> None:
 
     cs = CommandSet.from_file(spec["commands"])
     start = time.perf_counter()
-    parse, calls = (load_edge if spec["system"] == "edge" else load_baseline)(spec, cs)
+    parse, calls = (load_baseline if spec["system"] == BASELINE else load_edge)(spec, cs)
     transcribe = load_asr(spec)
     load_s = time.perf_counter() - start
     items = [spec["warmup"], *spec["inputs"]]

@@ -27,6 +27,7 @@ REPORT_FILE = "report.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 VAD_FILE = "vad.onnx"
+COMMANDS_FILE = "commands.json"
 TEXT_GENERATION = "text-generation"
 SPEECH_RECOGNITION = "speech-recognition"
 REQUIRED_FILES = {
@@ -137,6 +138,21 @@ class FileEntry:
 
 
 @dataclass
+class CommandsInfo:
+    """A text bundle fine-tuned for one command set (``edge-export specialise``).
+
+    The set travels in the bundle as ``commands.json``; the runtime maps requests to its
+    commands by default, prompting the way the model was trained.
+    """
+
+    name: str
+    sha256: str  # of commands.json, the set the model was trained on
+    file: str = COMMANDS_FILE
+    prompt: str = "specialised"
+    training: dict[str, Any] = field(default_factory=dict)  # the recipe and what it measured
+
+
+@dataclass
 class Manifest:
     """Everything the runtime needs to know about a bundle, read from ``edge.json``."""
 
@@ -151,6 +167,7 @@ class Manifest:
     files: dict[str, FileEntry]
     chat_template: ChatTemplate | None = None
     speech: SpeechConfig | None = None
+    commands: CommandsInfo | None = None
     format_version: int = FORMAT_VERSION
     created_by: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -161,6 +178,7 @@ class Manifest:
         d = dict(d)
         chat = d.pop("chat_template", None)
         speech = d.pop("speech", None)
+        commands = d.pop("commands", None)
         return cls(
             tokens=Tokens(**d.pop("tokens")),
             kv_cache=KVCacheLayout(**d.pop("kv_cache")),
@@ -168,6 +186,7 @@ class Manifest:
             files={k: FileEntry(**v) for k, v in d.pop("files").items()},
             chat_template=ChatTemplate(**chat) if chat else None,
             speech=SpeechConfig(**speech) if speech else None,
+            commands=CommandsInfo(**commands) if commands else None,
             **d,
         )
 
@@ -202,6 +221,11 @@ class Bundle:
     @property
     def tokenizer_path(self) -> Path:
         return self.path / TOKENIZER_FILE
+
+    @property
+    def commands_path(self) -> Path | None:
+        """The command set a specialised bundle was trained on, if this is one."""
+        return self.path / self.manifest.commands.file if self.manifest.commands else None
 
 
 def resolve_bundle_dir(path: str | os.PathLike) -> Path:
@@ -341,7 +365,8 @@ def open_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
         )
     if manifest.task == SPEECH_RECOGNITION and manifest.speech is None:
         raise BundleError(f"{folder / MANIFEST}: a speech-recognition bundle without its speech settings", REBUILD_HINT)
-    for required in REQUIRED_FILES[manifest.task]:
+    required_files = [*REQUIRED_FILES[manifest.task], *([manifest.commands.file] if manifest.commands else [])]
+    for required in required_files:
         if required not in manifest.files:
             raise BundleError(f"{folder / MANIFEST}: lists no {required}", REBUILD_HINT)
     if verify:

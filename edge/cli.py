@@ -29,6 +29,7 @@ examples:
 
 voice commands (a command set turns requests into validated JSON commands):
   edge-run --commands panel.json --prompt "turn off the kitchen light"
+  edge-run --model bundles/panel --prompt "too dark in the hall"   # a specialised bundle knows its set
   cat requests.txt | edge-run --commands panel.json          # one JSON line per input line
   edge-run --commands panel.json --audio a.wav --json        # adds "transcript" and timings
   edge-run --commands panel.json --listen --asr-model bundles/whisper
@@ -71,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--serve", action="store_true", help="serve an OpenAI-compatible API and the panel page over HTTP"
     )
     p.add_argument(
-        "--commands", metavar="FILE", help="map each request to a command of this command set (JSON), one line each"
+        "--commands",
+        metavar="FILE",
+        help="map each request to a command of this command set (JSON), one line each "
+        "(default for a bundle from `edge-export specialise`: the set it was trained on)",
     )
     p.add_argument("--system", metavar="TEXT", help="system prompt for chat models")
     p.add_argument("--raw", action="store_true", help="continue the text as is, without the chat template")
@@ -303,18 +307,24 @@ def _recognizer(bundle, args):
 
 
 def run_commands(args) -> int:
-    """--commands: requests (typed, piped, spoken) -> one validated JSON command per line."""
+    """--commands (or a specialised bundle): requests (typed, piped, spoken) -> one validated JSON command per line."""
     from .command_model import CommandModel
     from .commands import CommandSet
     from .model import TextModel
 
-    command_set = CommandSet.from_file(args.commands)
+    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
+    command_set = CommandSet.from_file(args.commands or text.commands_path)
     recognizer = None
     if args.audio or args.listen:
         asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
         recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
-    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
     parser = CommandModel(TextModel(text, threads=args.threads, max_context=args.max_context), command_set)
+    if text.manifest.commands and not parser.specialised:
+        print(
+            f"edge-run: note: {text.path} was specialised for {text.manifest.commands.name!r}, not for "
+            f"{args.commands}; it is prompted with instructions and examples instead",
+            file=sys.stderr,
+        )
     speaker = None
     if args.speak:
         from .speak import Speaker
@@ -376,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_commands(args)
         bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))
         task = bundle.manifest.task
+        if bundle.manifest.commands and not (args.chat or args.raw):
+            return run_commands(args)  # a specialised bundle answers with its own command set
         if task != _task(args) and (args.audio or args.listen or task == SPEECH_RECOGNITION):
             wanted = "--audio FILE or --listen" if task == SPEECH_RECOGNITION else "--prompt TEXT or --chat"
             raise EdgeError(f"{bundle.path} is a {task} bundle", f"use it with {wanted}, or pass another --model")

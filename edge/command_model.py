@@ -53,6 +53,22 @@ def system_prompt(commands: CommandSet) -> str:
     return "\n".join(lines)
 
 
+def specialised_system(commands: CommandSet) -> str:
+    """The whole instruction a specialised model was trained with: the set's name (it learned the rest)."""
+    return commands.name or "commands"
+
+
+def answer(command: dict) -> str:
+    """A command as the model writes it: the compact JSON the grammar spells."""
+    return json.dumps(command, ensure_ascii=False)
+
+
+def is_specialised_for(model: TextModel, commands: CommandSet) -> bool:
+    """Whether ``model``'s bundle was fine-tuned on exactly this command-set file."""
+    info = model.manifest.commands
+    return info is not None and commands.sha256 == info.sha256
+
+
 def examples(commands: CommandSet) -> list[tuple[str, dict]]:
     """One worked example per command, made from the set alone: its description with sample values."""
     shots = []
@@ -81,14 +97,20 @@ class CommandModel:
                 f"{model.bundle.path}: voice commands need an instruction-tuned model with a chat template",
                 "use the default bundle (smollm2-135m) or another chat model's bundle",
             )
-        self.system = system_prompt(commands)
-        # the same for every request: rendered into the prompt before it
-        self._instructions = [{"role": "system", "content": self.system}]
-        for shot, command in examples(commands):
-            self._instructions += [
-                {"role": "user", "content": shot},
-                {"role": "assistant", "content": json.dumps(command)},
-            ]
+        self.specialised = is_specialised_for(model, commands)
+        # the same for every request: rendered into the prompt before it. A model fine-tuned on
+        # this set gets the prompt it was trained with; any other gets instructions and examples.
+        if self.specialised:
+            self.system = specialised_system(commands)
+            self._instructions = [{"role": "system", "content": self.system}]
+        else:
+            self.system = system_prompt(commands)
+            self._instructions = [{"role": "system", "content": self.system}]
+            for shot, command in examples(commands):
+                self._instructions += [
+                    {"role": "user", "content": shot},
+                    {"role": "assistant", "content": answer(command)},
+                ]
         try:
             instructions = self._prompt_ids("")
         except ContextOverflowError:

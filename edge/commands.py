@@ -15,6 +15,7 @@ is ``{"command": NAME, "args": {...}}`` with exactly its arguments, each in rang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -127,13 +128,15 @@ class CommandSet:
     description: str
     commands: dict[str, Command]
     path: str | None = None
+    sha256: str | None = None  # of the file it was read from: ties a specialised bundle to its set
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> CommandSet:
         """Read and check a command-set JSON file."""
         p = Path(path).expanduser()
         try:
-            raw = json.loads(p.read_text(encoding="utf-8"))
+            data = p.read_bytes()
+            raw = json.loads(data.decode("utf-8"))
         except FileNotFoundError:
             raise CommandSetError(
                 f"{p}: no such command-set file", "pass the path of a command-set JSON file"
@@ -142,6 +145,7 @@ class CommandSet:
             raise CommandSetError(f"{p}: not readable JSON ({e})", "fix the JSON syntax at that position") from None
         cs = cls.from_dict(raw, where=str(p))
         cs.path = str(p)
+        cs.sha256 = hashlib.sha256(data).hexdigest()
         return cs
 
     @classmethod

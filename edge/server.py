@@ -471,10 +471,11 @@ def run_serve(args) -> int:
     text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
     model = TextModel(text, threads=args.threads, max_context=args.max_context)
     command_set = recognizer = None
-    if args.commands:
+    commands_file = args.commands or text.commands_path  # a specialised bundle brings its own set
+    if commands_file:
         from .commands import CommandSet
 
-        command_set = CommandSet.from_file(args.commands)
+        command_set = CommandSet.from_file(commands_file)
         # the speech model loads now, not on the first spoken command: that one is as quick as the
         # rest, and a missing bundle shows at start rather than in front of a user
         try:

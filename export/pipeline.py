@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge import __version__
 from edge.bundle import (
@@ -38,6 +39,9 @@ from edge.tokenizer import Tokenizer
 from . import chat_template, sources, speech, verify
 from .graph import BUILDERS, DecoderSpec, save_model
 from .quantize import quantize
+
+if TYPE_CHECKING:
+    from .specialise import Specialisation
 
 MAX_EVAL_TOKENS = 256
 STAGES = 6
@@ -66,17 +70,18 @@ def _stderr(line: str) -> None:
 class Progress:
     """Numbered stages with timings: ``[2/6] build ONNX graph ... 3.1 s``."""
 
-    def __init__(self, say: Callable[[str], None]):
+    def __init__(self, say: Callable[[str], None], total: int = STAGES):
         self.say = say
+        self.total = total
         self.n = 0
 
     @contextmanager
     def stage(self, what: str) -> Iterator[None]:
         self.n += 1
-        self.say(f"[{self.n}/{STAGES}] {what} ...")
+        self.say(f"[{self.n}/{self.total}] {what} ...")
         start = time.perf_counter()
         yield
-        self.say(f"[{self.n}/{STAGES}] {what}: done in {time.perf_counter() - start:.1f} s")
+        self.say(f"[{self.n}/{self.total}] {what}: done in {time.perf_counter() - start:.1f} s")
 
 
 def decoder_spec(family: str, config, context_length: int | None) -> DecoderSpec:
@@ -171,21 +176,25 @@ def export_bundle(
     thresholds: verify.Thresholds | None = None,
     context_length: int | None = None,
     progress: Callable[[str], None] = _stderr,
+    specialisation: Specialisation | None = None,
 ) -> ExportResult:
     """Export ``source`` (alias, .gguf file, Hugging Face or CTranslate2 folder) to a verified bundle at ``out``.
 
     ``precision`` defaults to the task's default: fp32 for language models, int8 for speech.
+    With ``specialisation`` the text model is first fine-tuned for a command set (:mod:`export.specialise`).
     """
     thresholds = thresholds or verify.Thresholds()
     out = Path(out).expanduser().resolve()
     src = sources.resolve(source)
     task = sources.task(src)
     precision = precision or DEFAULT_PRECISIONS[task]
+    if specialisation is not None and task != TEXT_GENERATION:
+        raise ExportError(f"{source} is a {task} model", "specialise a text model such as smollm2-135m")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     _check_destination(out, force)
     started = time.perf_counter()
-    stages = Progress(progress)
+    stages = Progress(progress, STAGES + (3 if specialisation else 0))
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -193,7 +202,9 @@ def export_bundle(
         if task == SPEECH_RECOGNITION:
             manifest, report = speech.build(src, work, precision, stages, progress, thresholds.min_agreement)
         else:
-            manifest, report = _build_text(src, work, precision, stages, progress, thresholds, context_length)
+            manifest, report = _build_text(
+                src, work, precision, stages, progress, thresholds, context_length, specialisation
+            )
         if not report.passed:
             msg = f"{precision} misses the quality gate ({report.gate()})"
             if strict:
@@ -203,7 +214,11 @@ def export_bundle(
             atomic_write_json(work / REPORT_FILE, report.to_dict())
             manifest.files = file_entries(work, sorted(p.name for p in work.iterdir() if p.is_file()))
             write_manifest(work, manifest)
-            _publish(work, out)
+        if specialisation is not None and manifest.commands is not None:
+            with stages.stage(f"map {len(specialisation.validation)} held-out requests with the bundle"):
+                manifest.commands.training |= specialisation.check(work, progress)
+                write_manifest(work, manifest)
+        _publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -218,6 +233,7 @@ def _build_text(
     progress: Callable[[str], None],
     thresholds: verify.Thresholds,
     context_length: int | None,
+    specialisation: Specialisation | None = None,
 ) -> tuple[Manifest, verify.QualityReport]:
     """Write a text-generation bundle's files into ``work``; return its manifest (files unset) and report."""
     with stages.stage(f"load {src.alias or src.path}"):
@@ -232,6 +248,9 @@ def _build_text(
             template = None
         loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
     tokenizer = Tokenizer(work / TOKENIZER_FILE)
+    commands = None
+    if specialisation is not None:
+        commands = specialisation.tune(loaded, tokenizer, template, work, stages.stage, progress)
     ids = _eval_ids(tokenizer)
     layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
 
@@ -269,6 +288,7 @@ def _build_text(
         source=src,
         files={},
         chat_template=template,
+        commands=commands,
         created_by=f"edge-export {__version__}",
     )
     return manifest, report

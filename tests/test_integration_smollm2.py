@@ -90,3 +90,27 @@ def test_chat_remembers_the_conversation(smollm2_bundle):
     "".join(chat.send("What is the capital of France?", max_new_tokens=24, sampling=greedy))
     stats_reply = "".join(chat.send("And what country is Berlin the capital of?", max_new_tokens=24, sampling=greedy))
     assert "Germany" in stats_reply
+
+
+REFERENCE_SET = ROOT.parent / "shared" / "commands" / "appliance-panel.json"
+
+
+@pytest.mark.skipif(not REFERENCE_SET.is_file(), reason="the reference command set lives in ../shared/commands")
+def test_specialise_the_real_model_briefly(tmp_path):
+    """A short real run of `edge-export specialise` (the full recipe is the benchmark's, ~20 min): it learns."""
+    out = tmp_path / "panel"
+    r = subprocess.run(
+        [sys.executable, "-m", "export.cli", "specialise", "--commands", str(REFERENCE_SET), "--out", str(out),
+         "--per-command", "20", "--epochs", "2", "--train-layers", "4", "--learning-rate", "3e-4"],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ETA" in r.stderr and "[9/9]" in r.stderr
+    training = json.loads((out / "edge.json").read_text())["commands"]["training"]
+    assert training["validation_loss"] < training["validation_loss_before"] / 2, training
+    from edge.commands import CommandSet
+    from tests.conftest import run_lean_cli
+
+    run = run_lean_cli("--model", str(out), "--prompt", "please switch on the light in the kitchen")
+    assert run.returncode == 0, run.stderr
+    CommandSet.from_file(REFERENCE_SET).validate(json.loads(run.stdout))
