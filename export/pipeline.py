@@ -150,6 +150,14 @@ def _stop_ids(tokenizer: Tokenizer, template, stop_ids: list[int]) -> list[int]:
     return ids
 
 
+def _tuned_from(specialisation: Specialisation | None, spec: DecoderSpec) -> int | None:
+    """The first decoder layer a fine-tune changed, so int4 keeps it and those above at 8 bits."""
+    if specialisation is None:
+        return None
+    trained = specialisation.recipe.train_layers
+    return 0 if trained <= 0 else max(spec.num_layers - trained, 0)
+
+
 def _publish(work: Path, out: Path) -> None:
     """Move the finished bundle into place; an old bundle at ``out`` goes only once the new one is there."""
     old = None
@@ -272,7 +280,7 @@ def _build_text(
     del loaded  # the torch model is not needed past this point; free its memory
     model_path = work / MODEL_FILE
     with stages.stage(f"quantize to {precision}"):
-        quantize(fp32_path, model_path, precision)
+        quantize(fp32_path, model_path, precision, eight_bit_from_layer=_tuned_from(specialisation, spec))
     with stages.stage(f"verify {precision} against fp32"):
         report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
         progress(report.table())

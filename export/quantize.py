@@ -21,12 +21,17 @@ PRECISION_HELP = {
 BLOCK_SIZE = 32
 
 
-def quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool = False) -> None:
+def quantize(
+    fp32_path: Path, out_path: Path, precision: str, per_channel: bool = False, eight_bit_from_layer: int | None = None
+) -> None:
     """Write ``fp32_path`` quantized to ``precision`` as ``out_path``, weights in ``<out_path>.data``.
 
     ``per_channel`` gives int8 one scale per output channel instead of one per tensor: better for
     Whisper (dev WER 14.4 -> 13.3% Piper, 27.7 -> 24.9% espeak-ng), broken for SmolLM2 (12.6%
     top-1 agreement against 77.8% per tensor), so each export path chooses.
+
+    ``eight_bit_from_layer`` keeps int4's matmuls at 8 bits from that decoder layer up: a fine-tune
+    moves those layers' weights by less than a 4-bit step, and 4 bits would round the change away.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -35,12 +40,12 @@ def quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool 
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        _quantize(fp32_path, out_path, precision, per_channel)
+        _quantize(fp32_path, out_path, precision, per_channel, eight_bit_from_layer)
     finally:
         root.setLevel(level)
 
 
-def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool) -> None:
+def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool, eight_bit_from: int | None) -> None:
     if precision == "fp32":
         save_model(onnx.load(str(fp32_path)), out_path)
     elif precision == "int8":
@@ -59,7 +64,7 @@ def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool
         save_model(onnx.load(str(single)), out_path)
         single.unlink()
     elif precision == "int4":
-        save_model(_q4_min_offset(onnx.load(str(fp32_path))), out_path)
+        save_model(_q4_min_offset(onnx.load(str(fp32_path)), eight_bit_from=eight_bit_from), out_path)
     else:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -72,7 +77,15 @@ def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool
         save_model(q.model.model, out_path)
 
 
-def _q4_min_offset(model: onnx.ModelProto, head_bits: int | None = 8) -> onnx.ModelProto:
+def _layer(node_name: str) -> int | None:
+    """``layers.12.mlp.down_proj`` -> 12; None for nodes outside the decoder layers."""
+    parts = node_name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "layers" and parts[1].isdigit() else None
+
+
+def _q4_min_offset(
+    model: onnx.ModelProto, head_bits: int | None = 8, eight_bit_from: int | None = None
+) -> onnx.ModelProto:
     """4-bit weights with a float minimum per block (the GGUF Q4_1 scheme), on MatMulNBits.
 
     MatMulNBits stores ``w = scale * (q - zero_point)`` with an integer zero point, which cannot
@@ -99,7 +112,9 @@ def _q4_min_offset(model: onnx.ModelProto, head_bits: int | None = 8) -> onnx.Mo
         if k % BLOCK_SIZE or (node.name == "lm_head" and head_bits is None):
             nodes.append(node)
             continue
-        bits = head_bits if node.name == "lm_head" else 4
+        layer = _layer(node.name)
+        tuned = eight_bit_from is not None and layer is not None and layer >= eight_bit_from
+        bits = head_bits if node.name == "lm_head" else 8 if tuned else 4
         levels = 2**bits - 1
         blocks = w.T.reshape(n, k // BLOCK_SIZE, BLOCK_SIZE).astype(np.float64)
         low, high = blocks.min(-1), blocks.max(-1)

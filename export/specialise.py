@@ -215,7 +215,7 @@ def fine_tune(
 
 WEIGHTS = "trained.pt"
 RECORD = "training.json"
-KEEP_VERSION = 1  # bump when the generator or the training loop changes what a recipe produces
+KEEP_VERSION = 1  # bump when the training loop changes what the same data and recipe produce
 
 
 def keep(model, measured: dict[str, Any], folder: Path) -> None:
@@ -272,7 +272,7 @@ class Specialisation:
             n_tokens = sum(len(s.ids) for s in train_seqs)
             say(f"      {len(train)} training and {len(self.validation)} held-out requests, {n_tokens} tokens")
         pad = loaded.pad_id if loaded.pad_id is not None else 0
-        kept = self.kept_dir(loaded)
+        kept = self.kept_dir(loaded, train_seqs)
         with stage(f"fine-tune ({r.epochs} epochs, top {r.train_layers or 'all'} layers)"):
             if (kept / WEIGHTS).is_file() and (kept / RECORD).is_file():
                 say(f"      reusing the fine-tuned weights of an earlier run with this recipe ({kept})")
@@ -287,12 +287,13 @@ class Specialisation:
             training={"recipe": asdict(self.recipe), "base": loaded.source.alias or loaded.source.path} | measured,
         )
 
-    def kept_dir(self, loaded) -> Path:
-        """Where this (base, command set, recipe) fine-tune is kept between runs."""
-        key = json.dumps(
-            [loaded.source.sha256 or loaded.source.path, self.commands.sha256, asdict(self.recipe), KEEP_VERSION]
-        )
-        return cache_dir() / "specialised" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    def kept_dir(self, loaded, train: list[Sequence]) -> Path:
+        """Where this fine-tune is kept between runs: keyed by the base, the recipe and the training data itself."""
+        key = hashlib.sha256()
+        key.update(json.dumps([loaded.source.sha256 or loaded.source.path, asdict(self.recipe), KEEP_VERSION]).encode())
+        for s in train:
+            key.update(json.dumps([s.ids, s.n_prompt]).encode())
+        return cache_dir() / "specialised" / key.hexdigest()[:16]
 
     def check(self, bundle_dir: Path, say) -> dict[str, Any]:
         """Map the held-out requests with edge's runtime on the written bundle; return the accuracy."""

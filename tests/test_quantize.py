@@ -50,3 +50,16 @@ def test_lm_head_is_kept_at_8_bits():
     model = _q4_min_offset(one_matmul(w, name="lm_head"))
     (node,) = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
     assert next(a.i for a in node.attribute if a.name == "bits") == 8
+
+
+def test_fine_tuned_layers_are_kept_at_8_bits():
+    w = np.random.default_rng(2).normal(size=(64, 8)).astype(np.float32)
+
+    def bits(name: str, eight_bit_from: int | None) -> int:
+        model = _q4_min_offset(one_matmul(w, name=name), eight_bit_from=eight_bit_from)
+        (node,) = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+        return next(a.i for a in node.attribute if a.name == "bits")
+
+    assert bits("layers.29.mlp.down_proj", 20) == 8  # tuned: a 4-bit step would round the fine-tune away
+    assert bits("layers.19.mlp.down_proj", 20) == 4  # frozen: still the packaged Q4_1 grid
+    assert bits("layers.29.mlp.down_proj", None) == 4

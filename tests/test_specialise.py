@@ -192,3 +192,18 @@ def test_cli_help_and_bad_set(tmp_path):
         cwd=ROOT,
     )
     assert r.returncode == 1 and "commands.x y" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_int4_keeps_the_tuned_layers_at_8_bits(hf_folder, switch_file, tmp_path, monkeypatch):
+    import onnx
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = Recipe(seed=5, per_command=10, epochs=1, batch_size=4, train_layers=1)
+    result = export_bundle(
+        str(hf_folder("llama")), tmp_path / "int4", "int4", progress=lambda _: None,
+        specialisation=Specialisation(switch_file, recipe),
+    )  # fmt: skip
+    graph = onnx.load(str(result.path / "model.onnx"), load_external_data=False).graph
+    bits = {n.name.split(".")[1]: a.i for n in graph.node if n.op_type == "MatMulNBits" and n.name.startswith("layers.")
+            for a in n.attribute if a.name == "bits"}  # fmt: skip
+    assert bits == {"0": 4, "1": 8}  # the tiny model has 2 layers; the top one was trained
