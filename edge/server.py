@@ -18,8 +18,10 @@ import ipaddress
 import json
 import queue
 import select
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -456,10 +458,20 @@ def serve(
         f"edge-run: serving {what} on http://{shown}:{server.server_address[1]}/ (panel at /, API at /v1)",
         file=sys.stderr,
     )
+    # a service manager stops with SIGTERM, and a shell that starts us in the background ignores
+    # SIGINT: both end the same orderly way as Ctrl-C
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _interrupt)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, _interrupt)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def run_serve(args) -> int:

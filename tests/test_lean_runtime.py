@@ -74,7 +74,7 @@ def test_serving_loads_no_heavy_module(tiny_bundle, whisper_bundle, tmp_path):
         wav = write_pcm(tmp_path / "silence.wav", np.zeros(8000, np.float32))
         assert "transcript" in post("/v1/commands", wav.read_bytes(), "audio/wav")
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # how systemd stops the service
         rest = proc.communicate(timeout=60)[1]
     heavy = next(line for line in rest.splitlines() if line.startswith("HEAVY:"))
     assert heavy == "HEAVY:", rest
