@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks.__main__ import HERE, RESULTS, ensure_bundle, interleave, write
 from benchmarks.commands_worker import BASELINE, SPECIALISED
+from edge.bundle import MANIFEST, REPORT_FILE, read_manifest
 from edge.command_model import examples
 from edge.commands import CommandSet, InvalidCommand
 
@@ -76,10 +77,8 @@ def ensure_specialised(cs: CommandSet, precision: str) -> Path:
     from benchmarks.__main__ import BUNDLES, SOURCE
 
     out = BUNDLES / f"{cs.name}-specialised-{precision}"
-    info = None
-    if (out / "edge.json").is_file():
-        info = json.loads((out / "edge.json").read_text()).get("commands") or {}
-    if info is None or info.get("sha256") != cs.sha256:
+    info = read_manifest(out).commands if (out / MANIFEST).is_file() else None
+    if info is None or info.sha256 != cs.sha256:
         from export import export_bundle
         from export.specialise import Specialisation
 
@@ -92,13 +91,12 @@ def bundle_figures(bundle: str | None) -> dict:
     """Perplexity on export's general English text, and the training record of a specialised bundle."""
     if bundle is None:
         return {}
-    report = json.loads((Path(bundle) / "report.json").read_text())
-    manifest = json.loads((Path(bundle) / "edge.json").read_text())
+    report = json.loads((Path(bundle) / REPORT_FILE).read_text())
     out = {"perplexity_general_text": round(report["perplexity"], 3)}
-    training = (manifest.get("commands") or {}).get("training")
-    if training:
-        out["train_seconds"] = training.get("train_seconds")
-        out["generated_validation_accuracy"] = training.get("validation_accuracy")
+    info = read_manifest(Path(bundle)).commands
+    if info is not None:
+        out["train_seconds"] = info.training.get("train_seconds")
+        out["generated_validation_accuracy"] = info.training.get("validation_accuracy")
     return out
 
 

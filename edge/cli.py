@@ -306,14 +306,44 @@ def _recognizer(bundle, args):
     return SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
 
 
+def _text_and_commands(args):
+    """The text bundle (--model, else the default) and the command set: --commands, else a specialised
+    bundle's own, else None."""
+    from .commands import CommandSet
+
+    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
+    commands_file = args.commands or text.commands_path
+    return text, CommandSet.from_file(commands_file) if commands_file else None
+
+
+def run_serve(args) -> int:
+    """--serve: load the models the flags name, then serve until interrupted."""
+    from .model import TextModel
+    from .server import serve
+
+    text, command_set = _text_and_commands(args)
+    model = TextModel(text, threads=args.threads, max_context=args.max_context)
+    recognizer = None
+    if command_set is not None:
+        # the speech model loads now, not on the first spoken command: that one is as quick as the
+        # rest, and a missing bundle shows at start rather than in front of a user
+        try:
+            asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
+            recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
+        except EdgeError as e:
+            if args.asr_model:
+                raise
+            print(f"edge-run: warning: commands by text only, no speech: {e}", file=sys.stderr)
+    serve(model, command_set, recognizer, host=args.host, port=args.port)
+    return 0
+
+
 def run_commands(args) -> int:
     """--commands (or a specialised bundle): requests (typed, piped, spoken) -> one validated JSON command per line."""
     from .command_model import CommandModel
-    from .commands import CommandSet
     from .model import TextModel
 
-    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
-    command_set = CommandSet.from_file(args.commands or text.commands_path)
+    text, command_set = _text_and_commands(args)
     recognizer = None
     if args.audio or args.listen:
         asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
@@ -379,8 +409,6 @@ def main(argv: list[str] | None = None) -> int:
             print(list_devices())
             return 0
         if args.serve:
-            from .server import run_serve
-
             return run_serve(args)
         if args.commands:
             return run_commands(args)

@@ -100,17 +100,13 @@ class CommandModel:
         self.specialised = is_specialised_for(model, commands)
         # the same for every request: rendered into the prompt before it. A model fine-tuned on
         # this set gets the prompt it was trained with; any other gets instructions and examples.
-        if self.specialised:
-            self.system = specialised_system(commands)
-            self._instructions = [{"role": "system", "content": self.system}]
-        else:
-            self.system = system_prompt(commands)
-            self._instructions = [{"role": "system", "content": self.system}]
-            for shot, command in examples(commands):
-                self._instructions += [
-                    {"role": "user", "content": shot},
-                    {"role": "assistant", "content": answer(command)},
-                ]
+        self.system = specialised_system(commands) if self.specialised else system_prompt(commands)
+        self._instructions = [{"role": "system", "content": self.system}]
+        for shot, command in [] if self.specialised else examples(commands):
+            self._instructions += [
+                {"role": "user", "content": shot},
+                {"role": "assistant", "content": answer(command)},
+            ]
         try:
             instructions = self._prompt_ids("")
         except ContextOverflowError:

@@ -472,30 +472,3 @@ def serve(
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def run_serve(args) -> int:
-    """``edge-run --serve``: load the models the flags name, then serve."""
-    from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION
-    from .cli import _default_model_path, _open, _recognizer
-    from .model import TextModel
-
-    text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
-    model = TextModel(text, threads=args.threads, max_context=args.max_context)
-    command_set = recognizer = None
-    commands_file = args.commands or text.commands_path  # a specialised bundle brings its own set
-    if commands_file:
-        from .commands import CommandSet
-
-        command_set = CommandSet.from_file(commands_file)
-        # the speech model loads now, not on the first spoken command: that one is as quick as the
-        # rest, and a missing bundle shows at start rather than in front of a user
-        try:
-            asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
-            recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
-        except EdgeError as e:
-            if args.asr_model:
-                raise
-            print(f"edge-run: warning: commands by text only, no speech: {e}", file=sys.stderr)
-    serve(model, command_set, recognizer, host=args.host, port=args.port)
-    return 0

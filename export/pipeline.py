@@ -154,8 +154,7 @@ def _tuned_from(specialisation: Specialisation | None, spec: DecoderSpec) -> int
     """The first decoder layer a fine-tune changed, so int4 keeps it and those above at 8 bits."""
     if specialisation is None:
         return None
-    trained = specialisation.recipe.train_layers
-    return 0 if trained <= 0 else max(spec.num_layers - trained, 0)
+    return specialisation.recipe.first_trained_layer(spec.num_layers)
 
 
 def _publish(work: Path, out: Path) -> None:

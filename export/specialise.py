@@ -11,19 +11,18 @@ The steps, each reproducible from the recipe's seed:
 4. The written bundle maps the held-out requests with edge's own runtime; the accuracy goes in
    the manifest.
 
-A finished fine-tune is kept in the user cache (``specialised/<key>``, keyed by base, command set
-and recipe), so an export that fails or is interrupted after training resumes without retraining,
+A finished fine-tune is kept in the user cache (``specialised/<key>``, keyed by the base, the recipe
+and the training data itself), so an export that fails or is interrupted after training resumes without retraining,
 and the same model can be exported at another precision in minutes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from edge.bundle import COMMANDS_FILE, ChatTemplate, CommandsInfo
 from edge.cache import cache_dir
 from edge.command_model import answer, specialised_system
 from edge.commands import CommandSet
+from edge.files import atomic_write_bytes, atomic_write_json, sha256_file
 from edge.tokenizer import Tokenizer
 
 from .utterances import Example, generate, split
@@ -51,6 +51,12 @@ class Recipe:
     learning_rate: float = 1e-4
     warmup_steps: int = 10
     train_layers: int = 10  # the top N decoder layers learn; 0 = every weight
+
+    def first_trained_layer(self, num_layers: int) -> int:
+        """The lowest decoder layer the fine-tune changes (0 when it trains every weight)."""
+        if self.train_layers <= 0 or self.train_layers >= num_layers:
+            return 0
+        return num_layers - self.train_layers
 
 
 @dataclass
@@ -109,15 +115,16 @@ def _answer_logits(model, ids, mask, labels):
     return model.lm_head(hidden[where]), labels[where], where
 
 
-def trainable(model, train_layers: int) -> list:
-    """Freeze all but the top ``train_layers`` decoder layers and the final norm (0: train everything)."""
+def trainable(model, recipe: Recipe) -> list:
+    """Freeze all but the decoder layers the recipe trains and the final norm (or train everything)."""
     layers = model.model.layers
-    if train_layers <= 0 or train_layers >= len(layers):
+    first = recipe.first_trained_layer(len(layers))
+    if first == 0:
         return [p for p in model.parameters() if p.requires_grad]
     for p in model.parameters():
         p.requires_grad_(False)
     params = []
-    for module in [*layers[-train_layers:], model.model.norm]:
+    for module in [*layers[first:], model.model.norm]:
         for p in module.parameters():
             p.requires_grad_(True)
             params.append(p)
@@ -153,7 +160,7 @@ def fine_tune(
     rng = random.Random(recipe.seed)
     model.to(device)
     model.config.use_cache = False
-    params = trainable(model, recipe.train_layers)
+    params = trainable(model, recipe)
     n_trained = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=recipe.learning_rate, weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
@@ -223,13 +230,10 @@ def keep(model, measured: dict[str, Any], folder: Path) -> None:
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    trained = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
-    tmp = folder / f".{WEIGHTS}.{os.getpid()}"
-    torch.save(trained, tmp)
-    os.replace(tmp, folder / WEIGHTS)
-    tmp = folder / f".{RECORD}.{os.getpid()}"
-    tmp.write_text(json.dumps(measured))
-    os.replace(tmp, folder / RECORD)
+    buffer = io.BytesIO()
+    torch.save({name: p.detach() for name, p in model.named_parameters() if p.requires_grad}, buffer)
+    atomic_write_bytes(folder / WEIGHTS, buffer.getvalue())
+    atomic_write_json(folder / RECORD, measured)  # written last: its presence means the weights are whole
 
 
 def restore(model, folder: Path) -> dict[str, Any]:
@@ -280,7 +284,14 @@ class Specialisation:
             else:
                 measured = fine_tune(loaded.model, train_seqs, val_seqs, r, pad, say)
                 keep(loaded.model, measured, kept)
-        shutil.copyfile(self.commands_path, work / COMMANDS_FILE)
+        # the set as it is now, checked against the one trained on: an edit during training would
+        # leave the bundle prompting as specialised for a set it never saw
+        atomic_write_bytes(work / COMMANDS_FILE, self.commands_path.read_bytes())
+        if sha256_file(work / COMMANDS_FILE) != self.commands.sha256:
+            raise ExportError(
+                f"{self.commands_path} changed while the model was being specialised",
+                "run edge-export specialise again once the command set is final",
+            )
         return CommandsInfo(
             name=self.commands.name,
             sha256=self.commands.sha256 or "",
