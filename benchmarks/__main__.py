@@ -3,6 +3,7 @@
   python -m benchmarks precisions [--quick]   edge at each export precision, with quality figures
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
   python -m benchmarks decode [--quick]       edge side by side with the peers
+  python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
   python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
@@ -248,6 +249,30 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def profile(args) -> None:
+    import tempfile
+
+    from benchmarks import profile as prof
+
+    entries = [("edge", p, ensure_bundle(p)) for p in ("int4", "int8-weight")]
+    entries += [e for e in peer_entries() if e[0] == "onnxruntime-genai"]
+    ids = prompt_ids(entries[0][2])
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for system, precision, artifact in entries:
+            print(f"profiling {system} {precision}", file=sys.stderr)
+            try:
+                figures = prof.measure(system, artifact, args.tokens, ids, Path(work))
+                rows.append({"system": system, "precision": precision, **figures})
+            except RuntimeError as e:
+                print(f"  could not profile: {e}", file=sys.stderr)
+    title = (
+        f"{SOURCE}, onnxruntime's profiler, kernel time per decode step, {args.tokens} forced tokens, "
+        f"prompt {len(ids)} tokens, 1 thread (the profiler inflates small nodes)"
+    )
+    write("profile", rows, args, prof.markdown(rows, title))
+
+
 def asr(args) -> None:
     from benchmarks.asr import run
 
@@ -287,6 +312,8 @@ def main() -> None:
         c.add_argument("--tokens", type=int, default=128)
         c.add_argument("--quick", action="store_true", help="1 thread, 32 new tokens")
     sub.add_parser("setup", help="build the peers' models into benchmarks/.peers")
+    c = sub.add_parser("profile", help="kernel time per decode step by role: edge int4/int8-weight and genai")
+    c.add_argument("--tokens", type=int, default=128)
     c = sub.add_parser("asr", help="whisper-tiny.en: edge vs faster-whisper on synthesized commands")
     c.add_argument("--runs", type=int, default=3)
     c.add_argument("--quick", action="store_true", help="1 run, 20 utterances")
@@ -311,6 +338,7 @@ def main() -> None:
     runners = {
         "precisions": precisions,
         "decode": decode,
+        "profile": profile,
         "setup": setup,
         "asr": asr,
         "commands": commands,

@@ -20,14 +20,17 @@ Runner = Callable[[str, list[int], int, int], tuple[float, Iterator[float]]]
 
 def run_edge(artifact: str, ids: list[int], threads: int, tokens: int):
     import edge
-    from edge.sampling import SamplingOptions
+    from edge.generate import generate
+    from edge.sampling import Sampler, SamplingOptions
 
     start = time.perf_counter()
     model = edge.load(artifact, threads=threads)
     load_s = time.perf_counter() - start
 
     def stamps():
-        for _ in model.stream_ids(ids, max_new_tokens=tokens, sampling=SamplingOptions(temperature=0), ignore_eos=True):
+        # token ids, as the other runners yield them: text pieces would merge tokens that end mid-character
+        greedy = Sampler(SamplingOptions(temperature=0))
+        for _ in generate(model.decoder, ids, greedy, tokens, set(), model.context_length):
             yield time.perf_counter()
 
     return load_s, stamps()

@@ -9,9 +9,10 @@ from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):
-# int4 also passes the export quality gate and is 2-3x faster, but on SmolLM2-135M it flips
+# int4 also passes the export quality gate and is 2.6-3x faster, but on SmolLM2-135M it flips
 # near-tied greedy choices that fp32 gets right (the first word of "What is the capital of
-# France?"), so the default stays exact and int4 is the documented choice for boards.
+# France?"); int8-weight answers like fp32 but loads slower (weights repacked at load). The
+# default stays exact and quickest to start; int4 is the documented choice for boards.
 DEFAULT_PRECISION = "fp32"
 DEFAULT_SPEECH_SOURCE = "whisper-tiny.en"
 # int8 matched fp32's word error rate on the dev utterances (`python -m benchmarks asr`).

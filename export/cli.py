@@ -27,8 +27,9 @@ precisions:
     + "\n".join(f"  {p:<20} {h}" for p, h in PRECISION_HELP.items())
     + f"""
 
-Language models default to {DEFAULT_PRECISION}, which is exact; int4 passes the quality gate too and
-is 2-3x faster and 2.8x smaller: the choice for boards (see README.md, "Choosing a precision").
+Language models default to {DEFAULT_PRECISION}, which is exact; int8-weight and int4 pass the quality
+gate too, and int4, 2.6-3x faster and 5.5x smaller, is the choice for boards (README.md,
+"Choosing a precision").
 Every export checks the fp32 graph against the source model, then the chosen precision
 against fp32 on a fixed English text, and saves the figures as report.json in the bundle.
 Speech models (fp32 or int8) default to {DEFAULT_SPEECH_PRECISION}; they are checked on a short spoken

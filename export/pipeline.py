@@ -43,7 +43,9 @@ from .quantize import quantize
 if TYPE_CHECKING:
     from .specialise import Specialisation
 
-MAX_EVAL_TOKENS = 256
+# The quality gate's sample: at 230 tokens one token moved agreement by 0.43 points, and the same
+# exact Q4_1 weights scored 94.8% or 95.7% depending on the kernel's summation order.
+MAX_EVAL_TOKENS = 1024
 STAGES = 6
 
 
@@ -132,11 +134,11 @@ def _check_disk(folder: Path, needed: int) -> None:
         )
 
 
-def _eval_ids(tokenizer: Tokenizer) -> list[int]:
+def _eval_ids(tokenizer: Tokenizer, context_length: int) -> list[int]:
     ids = tokenizer.encode(verify.eval_text())
     while len(ids) <= verify.MIN_EVAL_TOKENS:  # tiny test vocabularies still get 128 positions
         ids = ids + ids
-    return ids[: MAX_EVAL_TOKENS + 1]
+    return ids[: min(MAX_EVAL_TOKENS + 1, context_length)]
 
 
 def _stop_ids(tokenizer: Tokenizer, template, stop_ids: list[int]) -> list[int]:
@@ -258,7 +260,7 @@ def _build_text(
     commands = None
     if specialisation is not None:
         commands = specialisation.tune(loaded, tokenizer, template, work, stages.stage, progress)
-    ids = _eval_ids(tokenizer)
+    ids = _eval_ids(tokenizer, spec.context_length)
     layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
 
     fp32_dir = work / "fp32"
