@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +213,12 @@ def pack_blockwise(model: onnx.ModelProto, bits: int, eight_bit_from: int | None
     return model
 
 
-def _share_head_with_embedding(nodes, inits, head, constant) -> list[onnx.NodeProto]:
+def _share_head_with_embedding(
+    nodes: list[onnx.NodeProto],
+    inits: dict[str, onnx.TensorProto],
+    head: tuple[np.ndarray, str, np.ndarray],
+    constant: Callable[[np.ndarray, str], str],
+) -> list[onnx.NodeProto]:
     """Point a tied embedding's Gather at lm_head's 8-bit table (GatherBlockQuantized, exact rows)."""
     from onnx import helper, numpy_helper
 
