@@ -36,28 +36,36 @@ def run_edge(artifact: str, ids: list[int], threads: int, tokens: int):
     return load_s, stamps()
 
 
-def run_genai(artifact: str, ids: list[int], threads: int, tokens: int):
+def genai_model(artifact: str, threads: int, **session_options):
+    """An onnxruntime-genai model on the CPU with ``threads`` intra-op threads (plus any session options)."""
     import onnxruntime_genai as og
 
-    start = time.perf_counter()
     config = og.Config(artifact)
     config.clear_providers()
-    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+    options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1, **session_options}
     config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
-    model = og.Model(config)
+    return og.Model(config)
+
+
+def genai_greedy(model, ids: list[int], tokens: int) -> Iterator[None]:
+    """Greedy decoding of exactly ``tokens`` new tokens after ``ids``; yields after each one."""
+    import onnxruntime_genai as og
+
+    params = og.GeneratorParams(model)
+    total = len(ids) + tokens
+    params.set_search_options(max_length=total, min_length=total, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    for _ in range(tokens):
+        generator.generate_next_token()
+        yield
+
+
+def run_genai(artifact: str, ids: list[int], threads: int, tokens: int):
+    start = time.perf_counter()
+    model = genai_model(artifact, threads)
     load_s = time.perf_counter() - start
-
-    def stamps():
-        params = og.GeneratorParams(model)
-        total = len(ids) + tokens
-        params.set_search_options(max_length=total, min_length=total, do_sample=False)
-        generator = og.Generator(model, params)
-        generator.append_tokens(ids)
-        for _ in range(tokens):
-            generator.generate_next_token()
-            yield time.perf_counter()
-
-    return load_s, stamps()
+    return load_s, (time.perf_counter() for _ in genai_greedy(model, ids, tokens))
 
 
 def run_llama_cpp(artifact: str, ids: list[int], threads: int, tokens: int):

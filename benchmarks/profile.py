@@ -81,20 +81,12 @@ def profile_edge(bundle: str, ids: list[int], tokens: int, prefix: str) -> str:
 
 
 def profile_genai(folder: str, ids: list[int], tokens: int, prefix: str) -> str:
-    import onnxruntime_genai as og
+    from benchmarks.peers import genai_greedy, genai_model
 
-    config = og.Config(folder)
-    config.clear_providers()
-    options = {"intra_op_num_threads": 1, "inter_op_num_threads": 1, "enable_profiling": prefix}
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
-    model = og.Model(config)
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(ids) + tokens, min_length=len(ids) + tokens, do_sample=False)
-    generator = og.Generator(model, params)
-    generator.append_tokens(ids)
-    for _ in range(tokens - 1):
-        generator.generate_next_token()
-    del generator, model  # genai writes the trace when its session closes
+    model = genai_model(folder, 1, enable_profiling=prefix)
+    for _ in genai_greedy(model, ids, tokens):
+        pass
+    del model  # genai writes the trace when its session closes
     return ""
 
 

@@ -81,6 +81,13 @@ def _blocks(w: np.ndarray) -> np.ndarray:
     return w.T.reshape(n, k // BLOCK_SIZE, BLOCK_SIZE).astype(np.float64)
 
 
+def _affine(blocks: np.ndarray, low: np.ndarray, high: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..levels and scales that put each block's [low, high] on evenly spaced steps."""
+    d = (high - low) / levels
+    d[d == 0] = 1.0
+    return np.clip(np.rint((blocks - low[..., None]) / d[..., None]), 0, levels).astype(np.uint8), d
+
+
 def _q4_exact(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4-bit codes, scales and per-block offsets with ``w = d * (q - 8) + offset`` exactly.
 
@@ -90,19 +97,15 @@ def _q4_exact(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     runs without zero points (its fastest path, implied 8) and the rest of each block's offset,
     ``min + 8 * d``, is added back as ``block_sums(x) @ offsets``, a matmul 32 times smaller.
     """
-    low, high = blocks.min(-1), blocks.max(-1)
-    d = (high - low) / 15
-    d[d == 0] = 1.0
-    q = np.clip(np.rint((blocks - low[..., None]) / d[..., None]), 0, 15).astype(np.uint8)
+    low = blocks.min(-1)
+    q, d = _affine(blocks, low, blocks.max(-1), 15)
     return q[..., 0::2] | (q[..., 1::2] << 4), d, (low + 8 * d).T
 
 
 def _q8_asymmetric(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """8-bit codes, scales and zero points, zero inside each block's range."""
-    low, high = np.minimum(blocks.min(-1), 0), np.maximum(blocks.max(-1), 0)
-    d = (high - low) / 255
-    d[d == 0] = 1.0
-    q = np.clip(np.rint((blocks - low[..., None]) / d[..., None]), 0, 255).astype(np.uint8)
+    low = np.minimum(blocks.min(-1), 0)
+    q, d = _affine(blocks, low, np.maximum(blocks.max(-1), 0), 255)
     return q, d, np.clip(np.rint(-low / d), 0, 255).astype(np.uint8)
 
 
@@ -148,24 +151,18 @@ def pack_blockwise(model: onnx.ModelProto, bits: int, eight_bit_from: int | None
         (k, n), base, x = w.shape, node.input[1], node.input[0]
         blocks = _blocks(w)
         layer = _layer(node.name)
-        inputs = [x]
-        offsets = None
+        offsets, extra = None, []
         if node.name == "lm_head":
-            q, d = _q8_symmetric(blocks)
-            inputs += [constant(q, f"{base}.q8"), constant(d.astype(np.float32).reshape(-1), f"{base}.scales")]
+            codes, d = _q8_symmetric(blocks)
             head, node_bits = (w, f"{base}.q8", d), 8
         elif bits == 4 and not (eight_bit_from is not None and layer is not None and layer >= eight_bit_from):
-            packed, d, offsets = _q4_exact(blocks)
-            inputs += [constant(packed, f"{base}.q4"), constant(d.astype(np.float32).reshape(-1), f"{base}.scales")]
+            codes, d, offsets = _q4_exact(blocks)
             node_bits = 4
         else:
-            q, d, z = _q8_asymmetric(blocks)
-            inputs += [
-                constant(q, f"{base}.q8"),
-                constant(d.astype(np.float32).reshape(-1), f"{base}.scales"),
-                constant(z.reshape(-1), f"{base}.zero_points"),
-            ]
-            node_bits = 8
+            codes, d, z = _q8_asymmetric(blocks)
+            node_bits, extra = 8, [constant(z.reshape(-1), f"{base}.zero_points")]
+        scales = constant(d.astype(np.float32).reshape(-1), f"{base}.scales")
+        inputs = [x, constant(codes, f"{base}.q{node_bits}"), scales, *extra]
         out = node.output[0] if offsets is None else f"{node.name}/nbits"
         nodes.append(
             helper.make_node(
@@ -201,11 +198,10 @@ def pack_blockwise(model: onnx.ModelProto, bits: int, eight_bit_from: int | None
                 ),
                 helper.make_node("Add", [out, f"{node.name}/offsets"], [node.output[0]], name=f"{node.name}.add"),
             ]
-        model.graph.initializer.remove(weight)
     if head is not None:
         nodes = _share_head_with_embedding(nodes, inits, head, constant)
     model.graph.initializer.extend(added)
-    used = {i for n in nodes for i in n.input}
+    used = {i for n in nodes for i in n.input}  # float weights nothing reads now: packed, or a shared embedding
     for init in [i for i in model.graph.initializer if i.name not in used and i.name in inits]:
         model.graph.initializer.remove(init)
     del model.graph.node[:]
