@@ -4,6 +4,7 @@
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
   python -m benchmarks decode [--quick]       edge side by side with the peers
   python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
+  python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
   python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
@@ -273,6 +274,19 @@ def profile(args) -> None:
     write("profile", rows, args, prof.markdown(rows, title))
 
 
+def ablation(args) -> None:
+    from benchmarks import ablation as ab
+
+    int4 = ensure_bundle("int4")
+    ids = prompt_ids(int4)
+    rows = ab.run(int4, ensure_bundle("fp32"), ids, rounds=args.rounds)
+    title = (
+        f"{SOURCE} int4, one change at a time: decode step time (1 thread, {args.rounds} interleaved rounds "
+        f"of 8 steps after a {len(ids)}-token prompt), top-1 agreement with fp32 over {rows[0]['eval_tokens']} tokens"
+    )
+    write("ablation", rows, args, ab.markdown(rows, title))
+
+
 def asr(args) -> None:
     from benchmarks.asr import run
 
@@ -312,6 +326,8 @@ def main() -> None:
         c.add_argument("--tokens", type=int, default=128)
         c.add_argument("--quick", action="store_true", help="1 thread, 32 new tokens")
     sub.add_parser("setup", help="build the peers' models into benchmarks/.peers")
+    c = sub.add_parser("ablation", help="edge int4 with one thing changed: step time and agreement")
+    c.add_argument("--rounds", type=int, default=20)
     c = sub.add_parser("profile", help="kernel time per decode step by role: edge int4/int8-weight and genai")
     c.add_argument("--tokens", type=int, default=128)
     c = sub.add_parser("asr", help="whisper-tiny.en: edge vs faster-whisper on synthesized commands")
@@ -339,6 +355,7 @@ def main() -> None:
         "precisions": precisions,
         "decode": decode,
         "profile": profile,
+        "ablation": ablation,
         "setup": setup,
         "asr": asr,
         "commands": commands,
