@@ -400,16 +400,18 @@ def _task(args) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
-    # a closed pipe (edge-run ... | head) is a normal way to stop reading
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
+        if args.serve:
+            # a client that hangs up raises BrokenPipeError in its own handler thread; SIGPIPE's default
+            # action would end the whole server instead
+            return run_serve(args)
+        # a closed pipe (edge-run ... | head) is a normal way to stop reading
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         if args.list_devices:
             from .microphone import list_devices
 
             print(list_devices())
             return 0
-        if args.serve:
-            return run_serve(args)
         if args.commands:
             return run_commands(args)
         bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))
