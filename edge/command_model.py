@@ -21,6 +21,7 @@ from .errors import BundleError, ContextOverflowError
 from .generate import GenerationStats, generate_constrained
 from .grammar import Grammar
 from .model import TextModel
+from .numbers import normalise
 
 MAX_COMMAND_TOKENS = 96
 OUT_OF_DOMAIN = "what is the capital of france"
@@ -56,6 +57,11 @@ def system_prompt(commands: CommandSet) -> str:
 def specialised_system(commands: CommandSet) -> str:
     """The whole instruction a specialised model was trained with: the set's name (it learned the rest)."""
     return commands.name or "commands"
+
+
+def request_text(request: str) -> str:
+    """A request as the model reads it, in training and at run time alike: one line, numbers as digits."""
+    return normalise(" ".join(request.split()))
 
 
 def answer(command: dict) -> str:
@@ -133,7 +139,7 @@ class CommandModel:
         """The command for ``request``; always a valid command of the set."""
         start = time.perf_counter()
         stats = GenerationStats()
-        request = self._fit(" ".join(request.split()))  # one line, however it was typed or transcribed
+        request = self._fit(request_text(request))  # one line, however it was typed or transcribed
         ids = self._prompt_ids(request)
         tokens = generate_constrained(self.model.decoder, ids, self.grammar.matcher(), MAX_COMMAND_TOKENS, stats)
         command = self.commands.validate(json.loads(self.model.tokenizer.decode(tokens)))

@@ -31,7 +31,7 @@ from typing import Any
 
 from edge.bundle import COMMANDS_FILE, ChatTemplate, CommandsInfo
 from edge.cache import cache_dir
-from edge.command_model import answer, specialised_system
+from edge.command_model import answer, request_text, specialised_system
 from edge.commands import CommandSet
 from edge.files import atomic_write_bytes, atomic_write_json, sha256_file
 from edge.tokenizer import Tokenizer
@@ -75,7 +75,8 @@ def to_sequences(
     end = template.suffix["assistant"]
     out = []
     for ex in examples:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": ex.text}]
+        # the runtime's own normaliser: the model learns the text it will be given
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": request_text(ex.text)}]
         prompt = tokenizer.encode(template.render(messages))
         out.append(Sequence(prompt + tokenizer.encode(answer(ex.command) + end.rstrip()), len(prompt)))
     return out

@@ -1,0 +1,247 @@
+"""Spelled numbers to digits, so a request reads the same however its numbers were said.
+
+One function, :func:`normalise`, used identically on training requests (``export.specialise``) and on
+every request at run time (:class:`edge.command_model.CommandModel`): the model only ever sees digits,
+and never has to learn that "a hundred and eighty", "one eighty" and "180" are one value.
+
+>>> normalise("set the oven to two hundred and twenty degrees")
+'set the oven to 220 degrees'
+>>> normalise("one twenty degrees for an hour and a half")
+'120 degrees for 90 minutes'
+>>> normalise("turn on one of the lights")
+'turn on one of the lights'
+
+The rules, in the order they apply:
+
+- **Cardinals**: "zero" to "nineteen", tens ("forty-five", "forty five"), "hundred" and "thousand" with
+  or without "and" ("two hundred and twenty" -> 220, "a hundred" -> 100, "twelve hundred" -> 1200,
+  "2 hundred" -> 200), "minus"/"negative" before a number.
+- **Read in pairs**: a number below 100 followed at once by one from 10 to 99 is how settings and years
+  are read out: "one twenty" -> 120, "twelve fifty" -> 1250.
+- **Decimals and halves**: "two point five" -> 2.5, "two and a half" -> 2.5.
+- **Counting words**: "a couple of" / "a couple" -> 2, "a dozen" -> 12, "half a dozen" -> 6, "two dozen" -> 24.
+- **Ordinals** from "third" on: "third" -> "3rd", "twenty first" -> "21st". "first" and "second" stay
+  words: alone they are mostly "first, ..." and "a second", not positions.
+- **A lone "one"** stays a word when it stands for a thing: "one of", "this one", "the one", "one by one".
+- **Durations**: one rule, a duration with a part of an hour becomes whole minutes, and whole hours
+  stay hours: "half an hour" -> "30 minutes", "a quarter of an hour" -> "15 minutes", "an hour and a
+  half" and "one and a half hours" -> "90 minutes", "two and a half hours" -> "150 minutes",
+  "an hour and ten minutes" -> "70 minutes"; "an hour" -> "1 hour", "two hours" -> "2 hours". Minutes
+  are what appliances count in; a whole hour is left for the model, which sees "1 hour" and "2 hours"
+  in training.
+
+Everything else is left exactly as it was, spacing and capitals included.
+"""
+
+from __future__ import annotations
+
+import re
+
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]  # fmt: skip
+TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+SMALL = {w: n for n, w in enumerate(ONES)} | {w: 10 * n for n, w in enumerate(TENS) if w}
+SCALES = {"hundred": 100, "thousand": 1000}
+ORDINALS = {"third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
+            "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15, "sixteenth": 16,
+            "seventeenth": 17, "eighteenth": 18, "nineteenth": 19, "twentieth": 20, "thirtieth": 30, "fortieth": 40,
+            "fiftieth": 50, "sixtieth": 60, "seventieth": 70, "eightieth": 80, "ninetieth": 90}  # fmt: skip
+# after a tens word "first" and "second" are ordinals too: "twenty first"
+UNIT_ORDINALS = {"first": 1, "second": 2} | {w: n for w, n in ORDINALS.items() if n < 10}
+# "one" that stands for a thing, not a count: "this one", "one of them"
+ONE_AFTER = {"the", "this", "that", "which", "each", "every", "any", "no", "another", "other", "some", "a", "last",
+             "next", "only", "same", "right", "wrong", "big", "small", "little", "new", "old", "one", "by"}  # fmt: skip
+ONE_BEFORE = {"of", "by", "another", "at", "or"}
+# counting words, longest first: "a couple of" before "a couple"
+COUNTING = [(["a", "couple", "of"], "2"), (["half", "a", "dozen"], "6"), (["a", "couple"], "2"), (["a", "dozen"], "12")]
+TIME_UNITS = {"second", "seconds", "minute", "minutes", "min", "mins", "hour", "hours", "day", "days", "week", "weeks"}
+
+_TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?|\s+|.", re.S)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+class _Reader:
+    """A cursor over the request's tokens that reads one spelled number at a time."""
+
+    def __init__(self, text: str):
+        self.tokens = _TOKEN.findall(text)
+        self.low = [t.lower() for t in self.tokens]
+
+    def word(self, i: int) -> str:
+        return self.low[i] if 0 <= i < len(self.low) else ""
+
+    def after(self, i: int, hyphen: bool = False) -> int:
+        """Index of the first word after token ``i``, across spaces (and a hyphen when allowed)."""
+        j = i + 1
+        while j < len(self.low) and (self.low[j].isspace() or (hyphen and self.low[j] == "-")):
+            j += 1
+        return j
+
+    def phrase(self, i: int, n: int) -> tuple[list[str], int]:
+        """The ``n`` words from token ``i`` on, and the index after the last of them."""
+        words = []
+        for _ in range(n):
+            words.append(self.word(i))
+            end, i = i + 1, self.after(i)
+        return words, end
+
+    def before(self, i: int) -> str:
+        j = i - 1
+        while j >= 0 and self.low[j].isspace():
+            j -= 1
+        return self.word(j)
+
+    def small(self, i: int) -> tuple[int, int] | None:
+        """A number below 100 starting at ``i`` ("forty-five", "twelve"): (value, index after it)."""
+        w = self.word(i)
+        if w not in SMALL:
+            return None
+        value, end = SMALL[w], i + 1
+        if w in TENS:
+            j = self.after(i, hyphen=True)
+            if 0 < SMALL.get(self.word(j), 10) < 10:
+                value, end = value + SMALL[self.word(j)], j + 1
+        return value, end
+
+    def cardinal(self, i: int) -> tuple[int, int] | None:
+        """A whole number starting at ``i``: words with hundreds and thousands, or digits before a scale."""
+        total, current, last, j, end = 0, 0, "", i, i
+        while True:
+            w = self.word(j)
+            if not last and (w == "a" or w.isdigit()) and self.word(self.after(j)) in SCALES:
+                current, last = (1 if w == "a" else int(w)), "lead"  # "a hundred", "2 thousand"
+            elif w in SMALL and last in ("", "hundred", "thousand", "and"):
+                current, last = current + SMALL[w], "tens" if w in TENS else "small"
+            elif last == "tens" and 0 < SMALL.get(w, 10) < 10:  # "forty-five", "forty five"
+                current, last = current + SMALL[w], "small"
+            elif w == "hundred" and last in ("", "lead", "small", "tens") and current < 100:
+                current, last = max(current, 1) * 100, "hundred"
+            elif w == "thousand" and last in ("", "lead", "small", "tens", "hundred") and total == 0:
+                total, current, last = max(current, 1) * 1000, 0, "thousand"
+            elif w == "and" and last in ("hundred", "thousand") and self.word(self.after(j)) in SMALL:
+                last = "and"  # "two hundred and twenty"
+            else:
+                break
+            end = j + 1
+            j = self.after(j, hyphen=last == "tens")
+        if not last:
+            return None
+        # read in pairs: "one twenty" -> 120, "twelve fifty" -> 1250; not before a scale ("five twenty
+        # thousand") or a unit of time, where two numbers are two things ("zone two twenty minutes")
+        if total == 0 and 0 < current < 100 and last in ("small", "tens"):
+            read = self.small(self.after(end - 1))
+            if read and read[0] >= 10 and self.word(self.after(read[1] - 1)) not in {*SCALES, *TIME_UNITS}:
+                current, end = current * 100 + read[0], read[1]
+        return total + current, end
+
+    def number(self, i: int) -> tuple[float, int] | None:
+        """A cardinal with its sign and fraction ("minus two point five", "two and a half")."""
+        sign, start = 1, i
+        if self.word(i) in ("minus", "negative"):
+            sign, start = -1, self.after(i)
+        read = self.cardinal(start)
+        if read is None and self.word(start).isdigit():
+            read = int(self.word(start)), start + 1  # "2 and a half", "3 dozen"
+        if read is None:
+            if self.word(start) == "point" and SMALL.get(self.word(self.after(start)), 10) < 10:
+                read = (0, start)  # "point five"
+            else:
+                return None
+        value: float = read[0]
+        end = read[1]
+        k = self.after(end - 1) if end > start else start
+        if self.word(k) == "point" and SMALL.get(self.word(self.after(k)), 10) < 10:
+            digits = ""
+            while SMALL.get(self.word(j := self.after(k)), 10) < 10:
+                digits += str(SMALL[self.word(j)])
+                k = j
+            value, end = float(f"{int(value)}.{digits}"), k + 1
+        elif self.phrase(k, 3)[0] == ["and", "a", "half"]:
+            value, end = value + 0.5, self.phrase(k, 3)[1]
+        return sign * value, end
+
+    def ordinal(self, i: int) -> tuple[int, int] | None:
+        w = self.word(i)
+        if w in ORDINALS:
+            return ORDINALS[w], i + 1
+        if w in TENS and w:
+            j = self.after(i, hyphen=True)
+            if self.word(j) in UNIT_ORDINALS:
+                return SMALL[w] + UNIT_ORDINALS[self.word(j)], j + 1
+        return None
+
+    def stands_for_a_thing(self, i: int, end: int) -> bool:
+        """A lone "one" that is a pronoun ("one of the lights", "this one"), not a count."""
+        return (
+            end == i + 1
+            and self.word(i) == "one"
+            and (self.before(i) in ONE_AFTER or self.word(self.after(i)) in ONE_BEFORE)
+        )
+
+
+def _suffix(n: int) -> str:
+    if 10 <= n % 100 <= 20:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+def _digits(text: str) -> str:
+    """Every spelled number, counting word and ordinal in ``text`` as digits."""
+    r = _Reader(text)
+    out: list[str] = []
+    i = 0
+    while i < len(r.tokens):
+        w = r.word(i)
+        counted = next(((n, r.phrase(i, len(ws))[1]) for ws, n in COUNTING if r.phrase(i, len(ws))[0] == ws), None)
+        if counted:  # "a couple of minutes" -> "2 minutes"
+            out.append(counted[0])
+            i = counted[1]
+            continue
+        if (ordinal := r.ordinal(i)) is not None:
+            value, end = ordinal
+            out.append(f"{value}{_suffix(value)}")
+            i = end
+            continue
+        read = r.number(i)
+        if read is not None and r.word(r.after(read[1] - 1)) == "dozen":  # "two dozen"
+            read = read[0] * 12, r.after(read[1] - 1) + 1
+        # digits alone are kept as typed ("07"); a lone "one" may be a thing, not a count
+        if read is None or (w.isdigit() and read[1] == i + 1) or r.stands_for_a_thing(i, read[1]):
+            out.append(r.tokens[i])
+            i += 1
+            continue
+        value, end = read
+        out.append(_fmt(value))
+        i = end
+    return "".join(out)
+
+
+_HOURS = r"(?:hours?|hrs?)"
+_DURATIONS: list[tuple[re.Pattern, object]] = [
+    # "an hour and a half", "2 hours and a half", "1 hour and 30 minutes", "an hour 15 minutes"
+    (re.compile(rf"\b(an|\d+) {_HOURS} and a half\b", re.I),
+     lambda m: f"{_hours(m[1]) * 60 + 30:g} minutes"),
+    (re.compile(rf"\b(an|\d+) {_HOURS}(?: and)? (\d+) (?:minutes?|mins?)\b", re.I),
+     lambda m: f"{_hours(m[1]) * 60 + int(m[2]):g} minutes"),
+    # "1.5 hours", "2.5 hours", "0.5 hours"
+    (re.compile(rf"\b(\d+\.\d+) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
+    (re.compile(r"\b(?:a |one )?half(?: an| a)? hour\b", re.I), lambda m: "30 minutes"),
+    (re.compile(r"\b3 quarters of an hour\b", re.I), lambda m: "45 minutes"),
+    (re.compile(r"\b(?:a )?quarter(?: of an|-)? ?hour\b", re.I), lambda m: "15 minutes"),
+    (re.compile(r"\ban hour\b", re.I), lambda m: "1 hour"),
+]  # fmt: skip
+
+
+def _hours(said: str) -> float:
+    return 1 if said.lower() == "an" else float(said)
+
+
+def normalise(text: str) -> str:
+    """``text`` with its spelled numbers as digits and fractions of hours as minutes (module docstring)."""
+    text = _digits(text)
+    for pattern, replace in _DURATIONS:
+        text = pattern.sub(replace, text)  # type: ignore[arg-type]
+    return text

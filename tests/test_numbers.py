@@ -1,0 +1,104 @@
+"""The number normaliser shared by training and run time: what it rewrites, and what it must leave alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.numbers import normalise
+
+REWRITTEN = [
+    ("set the oven to two hundred and twenty degrees", "set the oven to 220 degrees"),
+    ("two hundred twenty", "220"),
+    ("a hundred and eighty", "180"),
+    ("a hundred twenty five", "125"),
+    ("hundred degrees", "100 degrees"),
+    ("one twenty degrees", "120 degrees"),
+    ("two fifty", "250"),
+    ("twelve fifty rpm", "1250 rpm"),
+    ("fifteen hundred", "1500"),
+    ("2 hundred", "200"),
+    ("a thousand", "1000"),
+    ("two thousand five hundred rpm", "2500 rpm"),
+    ("one thousand two hundred and fifty", "1250"),
+    ("forty-five minutes", "45 minutes"),
+    ("forty five minutes", "45 minutes"),
+    ("zero", "0"),
+    ("level one", "level 1"),
+    ("Set it to One Twenty.", "Set it to 120."),
+    ("Two hundred degrees please", "200 degrees please"),
+    ("ten to twenty", "10 to 20"),
+    ("minus five", "-5"),
+    ("two point five litres", "2.5 litres"),
+    ("point five", "0.5"),
+    ("two and a half litres", "2.5 litres"),
+    ("third", "3rd"),
+    ("the fifth zone", "the 5th zone"),
+    ("the twenty first", "the 21st"),
+    ("twenty-second", "22nd"),
+    ("a couple of minutes", "2 minutes"),
+    ("a couple minutes", "2 minutes"),
+    ("a dozen eggs", "12 eggs"),
+    ("half a dozen", "6"),
+    ("two dozen", "24"),
+    ("half an hour", "30 minutes"),
+    ("a half hour", "30 minutes"),
+    ("a quarter of an hour", "15 minutes"),
+    ("three quarters of an hour", "45 minutes"),
+    ("an hour and a half", "90 minutes"),
+    ("one and a half hours", "90 minutes"),
+    ("two and a half hours", "150 minutes"),
+    ("1.5 hours", "90 minutes"),
+    ("2 and a half hours", "150 minutes"),
+    ("two hours and a half", "150 minutes"),
+    ("3 dozen", "36"),
+    ("an hour and ten minutes", "70 minutes"),
+    ("one hour thirty minutes", "90 minutes"),
+    ("an hour", "1 hour"),
+    ("two hours", "2 hours"),
+    ("timer for one minute", "timer for 1 minute"),
+    ("set an alarm for seven", "set an alarm for 7"),
+    ("half past seven", "half past 7"),
+]
+
+UNCHANGED = [
+    "turn on one of the lights",
+    "turn it on",
+    "this one",
+    "the big one",
+    "one by one",
+    "which one is on",
+    "wait a second",
+    "first turn it on",
+    "someone left the tone on, often",
+    "the weight of the door",
+    "set it to 180",
+    "20:00",
+    "007 and 2.5",
+    "a few minutes",
+    "Anyone home? Leave Jack and Ninette alone",
+    "",
+    "   ",
+    "point the sprinkler at the roses",
+]
+
+
+@pytest.mark.parametrize("said, normalised", REWRITTEN)
+def test_spelled_numbers_become_digits(said, normalised):
+    assert normalise(said) == normalised
+
+
+@pytest.mark.parametrize("text", UNCHANGED)
+def test_text_without_a_count_is_left_exactly_as_it_was(text):
+    assert normalise(text) == text
+
+
+def test_two_numbers_before_a_unit_of_time_stay_two_numbers():
+    # "zone two, twenty minutes": read in pairs only where no unit of time follows
+    assert normalise("water zone two twenty minutes") == "water zone 2 20 minutes"
+
+
+def test_idempotent_and_digits_pass_through():
+    for said, _ in REWRITTEN:
+        once = normalise(said)
+        assert normalise(once) == once
+    assert normalise("set the oven to 220 degrees for 90 minutes") == "set the oven to 220 degrees for 90 minutes"
