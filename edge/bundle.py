@@ -11,13 +11,17 @@ every file's checksum before anything is loaded.
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import re
+import types
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from .errors import BundleError
 from .files import atomic_write_json, sha256_file
+from .jsonio import JsonInputError, read_json_file
 
 FORMAT_VERSION = 1
 MANIFEST = "edge.json"
@@ -38,20 +42,43 @@ PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
 
 REBUILD_HINT = "rebuild it with `edge-export SOURCE --out DIR --force` (see `edge-export --help`)"
 
+# Upper bounds far past any model edge can run on a board, low enough that a hostile manifest cannot
+# make the loader allocate or loop without end.
+MAX_LAYERS = 1024
+MAX_HEADS = 1024
+MAX_HEAD_DIM = 4096
+MAX_VOCAB = 10**7
+MAX_CONTEXT = 10**7
+MAX_FILE_SIZE = 1 << 40
+
+
+def limits(low: float, high: float, **kw: Any) -> Any:
+    """A dataclass field whose number (or each number of its list) must lie in [low, high] when read from JSON."""
+    return field(metadata={"range": (low, high)}, **kw)
+
+
+def template(default: str) -> Any:
+    """A dataclass field holding a ``str.format`` template whose only placeholder is ``{layer}``."""
+    return field(default=default, metadata={"template": True})
+
+
+SHA256 = {"pattern": "[0-9a-f]{64}"}  # field metadata: a hex digest
+
 
 @dataclass
 class KVCacheLayout:
     """How the graph's key/value cache inputs and outputs are named and shaped (BNSH)."""
 
-    num_layers: int
-    num_kv_heads: int
-    head_dim: int
+    num_layers: int = limits(1, MAX_LAYERS)
+    num_kv_heads: int = limits(1, MAX_HEADS)
+    head_dim: int = limits(1, MAX_HEAD_DIM)
     dtype: str = "float32"
     layout: str = "BNSH"
-    past_key: str = "past_key_values.{layer}.key"
-    past_value: str = "past_key_values.{layer}.value"
-    present_key: str = "present.{layer}.key"
-    present_value: str = "present.{layer}.value"
+    # a manifest's "{layer:>999999999}" or "{0}" would allocate gigabytes or raise in str.format
+    past_key: str = template("past_key_values.{layer}.key")
+    past_value: str = template("past_key_values.{layer}.value")
+    present_key: str = template("present.{layer}.key")
+    present_value: str = template("present.{layer}.value")
 
     def names(self, layer: int) -> tuple[str, str, str, str]:
         """(past_key, past_value, present_key, present_value) names for one layer."""
@@ -97,9 +124,9 @@ class ChatTemplate:
 class Tokens:
     """Special token ids: generation stops at any of ``stop_ids``."""
 
-    stop_ids: list[int]
-    bos_id: int | None = None
-    pad_id: int | None = None
+    stop_ids: list[int] = field(metadata={"range": (0, MAX_VOCAB - 1), "non_empty": True})
+    bos_id: int | None = limits(0, MAX_VOCAB - 1, default=None)
+    pad_id: int | None = limits(0, MAX_VOCAB - 1, default=None)
     stop_strings: list[str] = field(default_factory=list)
 
 
@@ -118,23 +145,26 @@ class Source:
 class SpeechConfig:
     """How a speech-recognition bundle turns audio into features and decodes them (Whisper)."""
 
-    sample_rate: int
-    num_mels: int
-    n_fft: int
-    hop_length: int
-    window_s: float  # the encoder's full window: 30 s of audio
-    max_source_positions: int  # encoder positions in that window (1500)
-    start_ids: list[int]  # the prompt: start of transcript [+ language, task] + no timestamps
-    end_id: int
-    suppress_ids: list[int]  # never generated
-    begin_suppress_ids: list[int]  # not generated as the first token
-    max_new_tokens: int
+    sample_rate: int = limits(4000, 384000)
+    num_mels: int = limits(1, 1024)
+    n_fft: int = limits(1, 1 << 16)
+    hop_length: int = limits(1, 1 << 16)
+    window_s: float = limits(0.01, 3600.0)  # the encoder's full window: 30 s of audio
+    max_source_positions: int = limits(1, MAX_CONTEXT)  # encoder positions in that window (1500)
+    # the prompt: start of transcript [+ language, task] + no timestamps
+    start_ids: list[int] = field(metadata={"range": (0, MAX_VOCAB - 1), "non_empty": True})
+    end_id: int = limits(0, MAX_VOCAB - 1)
+    suppress_ids: list[int] = limits(0, MAX_VOCAB - 1)  # never generated
+    begin_suppress_ids: list[int] = limits(0, MAX_VOCAB - 1)  # not generated as the first token
+    max_new_tokens: int = limits(1, MAX_CONTEXT)
 
 
 @dataclass
 class FileEntry:
-    sha256: str
-    size: int
+    """One bundle file as the manifest records it."""
+
+    sha256: str = field(metadata=SHA256)
+    size: int = limits(0, MAX_FILE_SIZE)
 
 
 @dataclass
@@ -146,7 +176,7 @@ class CommandsInfo:
     """
 
     name: str
-    sha256: str  # of commands.json, the set the model was trained on
+    sha256: str = field(metadata=SHA256)  # of commands.json, the set the model was trained on
     file: str = COMMANDS_FILE
     prompt: str = "specialised"
     training: dict[str, Any] = field(default_factory=dict)  # the recipe and what it measured
@@ -159,8 +189,8 @@ class Manifest:
     task: str
     family: str
     precision: str
-    context_length: int
-    vocab_size: int
+    context_length: int = limits(1, MAX_CONTEXT)
+    vocab_size: int = limits(1, MAX_VOCAB)
     tokens: Tokens
     kv_cache: KVCacheLayout
     source: Source
@@ -168,30 +198,120 @@ class Manifest:
     chat_template: ChatTemplate | None = None
     speech: SpeechConfig | None = None
     commands: CommandsInfo | None = None
-    format_version: int = FORMAT_VERSION
+    format_version: int = limits(1, FORMAT_VERSION, default=FORMAT_VERSION)
     created_by: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Manifest:
-        """Build a manifest from parsed JSON; raises ``KeyError``/``TypeError`` on a bad shape."""
-        d = dict(d)
-        chat = d.pop("chat_template", None)
-        speech = d.pop("speech", None)
-        commands = d.pop("commands", None)
-        return cls(
-            tokens=Tokens(**d.pop("tokens")),
-            kv_cache=KVCacheLayout(**d.pop("kv_cache")),
-            source=Source(**d.pop("source")),
-            files={k: FileEntry(**v) for k, v in d.pop("files").items()},
-            chat_template=ChatTemplate(**chat) if chat else None,
-            speech=SpeechConfig(**speech) if speech else None,
-            commands=CommandsInfo(**commands) if commands else None,
-            **d,
-        )
+    def from_dict(cls, d: Any) -> Manifest:
+        """Build a manifest from parsed JSON, checking every field's type and range.
+
+        Raises :class:`ManifestFieldError` naming the field (``kv_cache.head_dim``). Fields this edge
+        does not know are ignored, so a newer exporter's additions do not break an older runtime.
+        """
+        m = _from_json(cls, d, "")
+        t, sp = m.tokens, m.speech
+        token_ids = {"tokens.stop_ids": t.stop_ids, "tokens.bos_id": [t.bos_id], "tokens.pad_id": [t.pad_id]}
+        if sp:
+            token_ids |= {"speech.start_ids": sp.start_ids, "speech.end_id": [sp.end_id]}
+            token_ids |= {"speech.suppress_ids": sp.suppress_ids, "speech.begin_suppress_ids": sp.begin_suppress_ids}
+        for at, ids in token_ids.items():
+            outside = [i for i in ids if i is not None and i >= m.vocab_size]
+            if outside:
+                raise ManifestFieldError(at, outside[0], f"token ids below vocab_size ({m.vocab_size})")
+        if m.chat_template and (roles := sorted(set(m.chat_template.prefix) - set(m.chat_template.suffix))):
+            raise ManifestFieldError("chat_template.suffix", None, f"an entry for each role, {roles[0]!r} too")
+        return m
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ManifestFieldError(ValueError):
+    """A manifest field of the wrong type or out of range; the message names its path."""
+
+    def __init__(self, at: str, value: Any, expected: str, missing: bool = False):
+        shown = "missing" if missing else f"is {_show(value)}"
+        super().__init__(f"field {at!r} {shown}; expected {expected}")
+
+
+def _show(value: Any) -> str:
+    """A JSON value as an error shows it: scalars in full (strings cut), containers by kind."""
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + '..."'
+
+
+def _expected(tp: Any, meta: dict[str, Any]) -> str:
+    """What a field of type ``tp`` must hold, in words, for error messages."""
+    if isinstance(tp, types.UnionType) or get_origin(tp) is Union:
+        return _expected(next(a for a in get_args(tp) if a is not type(None)), meta) + " or null"
+    if tp in (int, float):
+        low, high = meta["range"]
+        return f"{'an integer' if tp is int else 'a number'} from {low} to {high}"
+    if get_origin(tp) is list:
+        items = "strings" if get_args(tp)[0] is str else "integers from {} to {}".format(*meta["range"])
+        return f"a {'non-empty ' if meta.get('non_empty') else ''}list of {items}"
+    if tp is str:
+        if "pattern" in meta:
+            return "a 64-digit lowercase hex sha256"
+        if "template" in meta:
+            return "a name with '{layer}' as its only placeholder, like 'present.{layer}.key'"
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    return "an object"
+
+
+def _from_json(cls: type, raw: Any, at: str) -> Any:
+    """Build dataclass ``cls`` from parsed JSON ``raw`` found at field path ``at``, checking every field."""
+    if not isinstance(raw, dict):
+        raise ManifestFieldError(at or "(top level)", raw, "an object")
+    hints = get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        where = f"{at}.{f.name}" if at else f.name
+        if f.name in raw:
+            kwargs[f.name] = _typed(hints[f.name], raw[f.name], where, dict(f.metadata))
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ManifestFieldError(where, None, _expected(hints[f.name], dict(f.metadata)), missing=True)
+    return cls(**kwargs)
+
+
+def _typed(tp: Any, value: Any, at: str, meta: dict[str, Any]) -> Any:
+    """``value`` checked against type ``tp`` and the field's ``meta`` (range, pattern, template)."""
+    if isinstance(tp, types.UnionType) or get_origin(tp) is Union:  # only ``X | None`` occurs
+        return None if value is None else _typed(next(a for a in get_args(tp) if a is not type(None)), value, at, meta)
+    if is_dataclass(tp):
+        return _from_json(tp, value, at)
+    if tp is Any:
+        return value  # free-form (extra, training): depth and size are already bounded by the JSON reader
+    origin = get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ManifestFieldError(at, value, _expected(tp, meta))
+        return {k: _typed(get_args(tp)[1], v, f"{at}.{k}", meta) for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list) or (meta.get("non_empty") and not value):
+            raise ManifestFieldError(at, value, _expected(tp, meta))
+        return [_typed(get_args(tp)[0], v, f"{at}[{i}]", meta) for i, v in enumerate(value)]
+    if tp is int or tp is float:
+        # bool is an int in Python, not in a manifest; NaN and infinity are no size
+        ok = type(value) is int or (tp is float and type(value) is float and math.isfinite(value))
+        if not ok or not meta["range"][0] <= value <= meta["range"][1]:
+            raise ManifestFieldError(at, value, _expected(tp, meta))
+        return float(value) if tp is float else value
+    ok = isinstance(value, tp)
+    if ok and "pattern" in meta:
+        ok = re.fullmatch(meta["pattern"], value) is not None
+    if ok and "template" in meta:
+        ok = "{layer}" in value and not re.search(r"[{}]", value.replace("{layer}", ""))
+    if not ok:
+        raise ManifestFieldError(at, value, _expected(tp, meta))
+    return value
 
 
 @dataclass
@@ -245,11 +365,11 @@ def resolve_bundle_dir(path: str | os.PathLike) -> Path:
 
 
 def read_manifest(folder: Path) -> Manifest:
-    """Parse ``edge.json`` in ``folder`` with errors that name the file and the fix."""
+    """Parse ``edge.json`` in ``folder`` with errors that name the file, the field and the fix."""
     path = folder / MANIFEST
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raw, _ = read_json_file(path)
+    except (OSError, JsonInputError) as e:
         raise BundleError(f"{path}: unreadable manifest ({e})", REBUILD_HINT) from None
     if not isinstance(raw, dict):
         raise BundleError(f"{path}: manifest is not a JSON object", REBUILD_HINT)
@@ -263,8 +383,8 @@ def read_manifest(folder: Path) -> Manifest:
         )
     try:
         return Manifest.from_dict(raw)
-    except (KeyError, TypeError, ValueError) as e:
-        raise BundleError(f"{path}: malformed manifest ({e})", REBUILD_HINT) from None
+    except ManifestFieldError as e:
+        raise BundleError(f"{path}: {e}", REBUILD_HINT) from None
 
 
 def file_entries(folder: Path, names: list[str]) -> dict[str, FileEntry]:

@@ -17,16 +17,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import EdgeError
+from .jsonio import JsonInputError, read_json_file
 
 TYPES = ("integer", "number", "boolean", "string")
 DEFAULT_MAX_LENGTH = 64
 UNKNOWN = "unknown"
+# Every command is listed in the model's prompt, so a set past these would not fit a small model's context.
+MAX_COMMANDS = 256
+MAX_ARGS = 32
+MAX_ENUM = 1024
+MAX_NAME = 64  # characters of a command or argument name
+MAX_TEXT = 2000  # characters of a description or an enum value
+MAX_STRING_LENGTH = 4096  # an argument's maxLength: a command is at most a few dozen tokens
 
 
 class CommandSetError(EdgeError):
@@ -135,13 +144,12 @@ class CommandSet:
         """Read and check a command-set JSON file."""
         p = Path(path).expanduser()
         try:
-            data = p.read_bytes()
-            raw = json.loads(data.decode("utf-8"))
+            raw, data = read_json_file(p)
         except FileNotFoundError:
             raise CommandSetError(
                 f"{p}: no such command-set file", "pass the path of a command-set JSON file"
             ) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, JsonInputError) as e:
             raise CommandSetError(f"{p}: not readable JSON ({e})", "fix the JSON syntax at that position") from None
         cs = cls.from_dict(raw, where=str(p))
         cs.path = str(p)
@@ -154,27 +162,24 @@ class CommandSet:
         if not isinstance(raw, dict):
             raise _bad(where, "", "must be a JSON object")
         commands = raw.get("commands")
-        if not isinstance(commands, dict) or not commands:
-            raise _bad(where, "commands", "must be an object mapping command names to their definitions")
+        if not isinstance(commands, dict) or not 0 < len(commands) <= MAX_COMMANDS:
+            raise _bad(
+                where, "commands", f"must be an object mapping 1 to {MAX_COMMANDS} command names to their definitions"
+            )
         parsed = {}
         for name, spec in commands.items():
             at = f"commands.{name}"
-            if not name.isidentifier():
-                raise _bad(where, at, "command names must be identifiers (letters, digits, _)")
+            _check_name(where, at, name, "command")
             if not isinstance(spec, dict):
                 raise _bad(where, at, "must be an object with a description and args")
-            description = spec.get("description", "")
-            if not isinstance(description, str):
-                raise _bad(where, f"{at}.description", "must be a string")
+            description = _text(where, f"{at}.description", spec.get("description", ""))
             args = spec.get("args", {})
-            if not isinstance(args, dict):
-                raise _bad(where, f"{at}.args", "must be an object mapping argument names to types")
+            if not isinstance(args, dict) or len(args) > MAX_ARGS:
+                raise _bad(where, f"{at}.args", f"must be an object mapping at most {MAX_ARGS} argument names to types")
             parsed[name] = Command(name, description, [_arg(where, f"{at}.args.{a}", a, s) for a, s in args.items()])
-        name = raw.get("name", "")
-        description = raw.get("description", "")
-        if not isinstance(name, str) or not isinstance(description, str):
-            raise _bad(where, "name" if not isinstance(name, str) else "description", "must be a string")
-        return cls(name, description, parsed)
+        return cls(
+            _text(where, "name", raw.get("name", "")), _text(where, "description", raw.get("description", "")), parsed
+        )
 
     @property
     def unknown(self) -> str | None:
@@ -222,17 +227,32 @@ def _bad(where: str, field_path: str, what: str) -> CommandSetError:
     return CommandSetError(f"{where}:{at} {what}", "see the command-set format in README.md (Voice commands)")
 
 
+def _check_name(where: str, at: str, name: str, kind: str) -> None:
+    if not name.isidentifier() or len(name) > MAX_NAME:
+        raise _bad(where, at, f"{kind} names must be identifiers (letters, digits, _) of at most {MAX_NAME} characters")
+
+
+def _text(where: str, at: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise _bad(where, at, f"must be a string of at most {MAX_TEXT} characters")
+    return value
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number edge can compare and print: not a bool, not NaN or Infinity (Python's json accepts both)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _arg(where: str, at: str, name: str, spec: Any) -> Arg:
-    if not name.isidentifier():
-        raise _bad(where, at, "argument names must be identifiers (letters, digits, _)")
+    _check_name(where, at, name, "argument")
     if not isinstance(spec, dict):
         raise _bad(where, at, 'must be an object such as {"type": "integer"} or {"enum": [...]}')
     if "enum" in spec:
         values = spec["enum"]
-        if not isinstance(values, list) or not values:
-            raise _bad(where, f"{at}.enum", "must be a non-empty list")
-        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
-            raise _bad(where, f"{at}.enum", "values must be strings or numbers")
+        if not isinstance(values, list) or not 0 < len(values) <= MAX_ENUM:
+            raise _bad(where, f"{at}.enum", f"must be a list of 1 to {MAX_ENUM} values")
+        if not all(_finite(v) or (isinstance(v, str) and len(v) <= MAX_TEXT) for v in values):
+            raise _bad(where, f"{at}.enum", f"values must be numbers or strings of at most {MAX_TEXT} characters")
         return Arg(name, "enum", enum=values)
     kind = spec.get("type")
     if kind not in TYPES:
@@ -243,14 +263,26 @@ def _arg(where: str, at: str, name: str, spec: Any) -> Arg:
             if kind not in ("integer", "number"):
                 raise _bad(where, f"{at}.{key}", f"only integer and number arguments take a {key}")
             value = spec[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise _bad(where, f"{at}.{key}", "must be a number")
+            if not _finite(value):
+                raise _bad(where, f"{at}.{key}", "must be a finite number")
             setattr(arg, key, value)
-    if arg.minimum is not None and arg.maximum is not None and arg.minimum > arg.maximum:
-        raise _bad(where, at, f"minimum {arg.minimum} is above maximum {arg.maximum}")
+    if arg.minimum is not None and arg.maximum is not None:
+        if arg.minimum > arg.maximum:
+            raise _bad(where, at, f"minimum {arg.minimum} is above maximum {arg.maximum}")
+        if kind == "integer" and math.ceil(arg.minimum) > math.floor(arg.maximum):
+            raise _bad(where, at, f"no integer lies between minimum {arg.minimum} and maximum {arg.maximum}")
     if "maxLength" in spec:
         value = spec["maxLength"]
-        if kind != "string" or not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise _bad(where, f"{at}.maxLength", "only string arguments take a maxLength, a positive integer")
+        if (
+            kind != "string"
+            or not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 < value <= MAX_STRING_LENGTH
+        ):
+            raise _bad(
+                where,
+                f"{at}.maxLength",
+                f"only string arguments take a maxLength, an integer from 1 to {MAX_STRING_LENGTH}",
+            )
         arg.max_length = value
     return arg
