@@ -1,19 +1,31 @@
-"""Training requests made from a command set alone: its names, descriptions and argument types.
+"""Training requests made from a command set alone: its names, descriptions and argument types, for any domain.
 
-Nothing here reads recorded requests. Each command is read as *verb + object* from its name
-(``set_oven_temperature``: set, oven temperature; ``oven_off``: oven, off), its arguments
-decide how values are said (numbers as digits and as words, units from the argument's name,
-levels such as "high" from its range, enum values with their common synonyms), and phrase
-patterns for each kind of command (set a value, choose a mode, switch on/off, start, cancel,
-ask for status) are filled in at random, wrapped in politeness and spoken-style noise.
-Requests no command serves become the set's ``unknown`` command.
+Nothing here reads recorded requests, and nothing is written for one domain. Each command is read into
+words a person could use for it (:class:`Reading`):
 
-The phrasebook below is plain English about household devices; extend it for another domain.
+- its **action**: the verb of its name or description ("water_zone": water; "Power up one machine": power
+  up), with general English synonyms ("start": fire up, get ... going, kick off);
+- its **object**: the noun phrase of its description ("the lathe's spindle speed") and the words of its
+  name ("pump pressure");
+- its **description as a sentence to fill in**: "Water one zone of the garden now for a number of
+  minutes" becomes "water the back lawn now for 25 minutes"; "Enable or disable the rain sensor" gives
+  both halves; "0 cancels the delay" says how the value 0 is asked for;
+- its **arguments**, said as people say them: numbers as digits and words with the unit the name or
+  description gives (degrees, minutes, days, rpm ...), hours of the day as "6 am" or "18:00", levels of a
+  small range as "low" or "max" (and the words the description gives them: "1 is the gentlest"), enum values
+  whole or by a word of their own ("the borders"), booleans as on/off, enable/disable or the description's
+  own pair.
+
+Phrase frames for each shape of command (no args, one value, a choice, a switch, a place with a value ...)
+put these in many word orders; then requests are dressed as people type or say them: orders and questions,
+polite and curt, fillers ("um", "ok so"), wake words, indirect wishes ("I'd like ...", "can we have ..."),
+situations that imply the command ("it's too dark in the hall"), with and without punctuation. Requests no
+command serves (general questions, errands, devices the set does not hold) become the set's ``unknown``.
 
 >>> from edge.commands import CommandSet
->>> data = generate(CommandSet.from_file("appliance-panel.json"), per_command=300, seed=0)
+>>> data = generate(CommandSet.from_file("garden-irrigation.json"), per_command=300, seed=0)
 >>> data[0]
-Example(text='switch the hallway lights off please', command={'command': 'set_light', 'args': {...}})
+Example(text='could you water the back lawn for 25 minutes?', command={'command': 'water_zone', ...})
 """
 
 from __future__ import annotations
@@ -21,59 +33,87 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edge.commands import Arg, Command, CommandSet
 
-# --- phrasebook -------------------------------------------------------------------------
+Maker = Callable[[random.Random], tuple[str, dict]]
 
-# What people call a device, keyed by the word a command set uses for it.
-NOUNS: dict[str, list[str]] = {
-    "oven": ["oven", "oven", "oven", "cooker"],
-    "light": ["light", "lights", "lights", "lamp", "lighting"],
-    "lights": ["lights", "light", "lamps", "lighting"],
-    "fan": ["fan", "fan", "extractor", "extractor fan", "hood fan", "vent", "cooker hood"],
-    "timer": ["timer", "timer", "kitchen timer", "countdown"],
-    "heater": ["heater", "heating"],
-    "door": ["door"],
-    "blinds": ["blinds", "shades"],
-}
-# Synonyms of enum values and of verbs in descriptions.
-VALUE_SYNONYMS: dict[str, list[str]] = {
-    "bake": ["bake", "baking", "conventional", "top and bottom heat"],
-    "grill": ["grill", "grilling", "broil", "broiler"],
-    "fan": ["fan", "fan assisted", "fan oven", "convection"],
-    "defrost": ["defrost", "defrosting", "thaw"],
-    "kitchen": ["kitchen"],
-    "dining room": ["dining room", "dining area", "dining table"],
-    "living room": ["living room", "lounge", "sitting room", "front room"],
-    "hallway": ["hallway", "hall", "corridor", "entrance", "entryway"],
-    "bedroom": ["bedroom"],
-    "bathroom": ["bathroom"],
-}
-VERB_SYNONYMS: dict[str, list[str]] = {
-    "set": ["set", "change", "put", "adjust", "make"],
+# --- general English, no domain ---------------------------------------------------------
+
+# Verbs a command's name or description may use, and what else people say for them.
+VERBS: dict[str, list[str]] = {
+    "set": ["set", "change", "put", "adjust", "make", "bring"],
+    "start": ["start", "turn on", "switch on", "power up", "fire up", "run", "begin", "kick off"],
+    "stop": ["stop", "turn off", "switch off", "shut down", "power down", "kill", "halt", "shut off"],
+    "cancel": ["cancel", "stop", "clear", "abort", "call off", "scrap", "end"],
+    "pause": ["pause", "hold off", "suspend", "delay", "postpone"],
+    "enable": ["enable", "turn on", "switch on", "activate"],
+    "disable": ["disable", "turn off", "switch off", "deactivate"],
+    "open": ["open"],
+    "close": ["close", "shut"],
     "heat": ["heat", "preheat", "warm up", "heat up"],
-    "start": ["start", "set", "begin", "run"],
-    "cancel": ["cancel", "stop", "clear", "abort", "end", "kill", "reset", "turn off"],
-    "choose": ["set", "switch", "change", "put"],
+    "choose": ["set", "switch", "change", "put", "choose", "select"],
+    "report": ["report", "tell me", "show me", "give me"],
+    "water": ["water", "irrigate", "sprinkle", "soak"],
+    "power up": ["power up", "start", "turn on", "switch on", "fire up"],
+    "power down": ["power down", "stop", "turn off", "switch off", "shut down"],
+    "cut": ["cut", "kill", "stop"],
+    "switch": ["switch", "turn"],
+    "turn": ["turn", "switch"],
 }
-# Situations that say which device is wanted, said before the request itself.
-CONTEXTS = {
-    "fan": ["it's smoky in here", "the kitchen is full of smoke", "it's really steamy", "something is burning",
-            "I'm frying fish", "the air is stuffy", "there's a lot of steam"],
-    "oven": ["I'm making a pizza", "dinner needs cooking", "I want to roast a chicken"],
+ON_VERBS = ["turn on", "switch on", "enable", "activate", "start"]
+OFF_VERBS = ["turn off", "switch off", "disable", "deactivate", "stop"]
+STOP_WORDS = {"the", "a", "an", "of", "to", "in", "on", "for", "at", "and", "or", "one", "its", "it", "is", "that",
+              "with", "by", "from", "now", "all", "every", "this", "which", "what", "right", "off", "set",
+              "your"}  # fmt: skip
+# What people call common things, keyed by the word a command set uses (any domain: add freely).
+NOUNS: dict[str, list[str]] = {
+    "light": ["light", "lights", "lamp", "lighting"],
+    "lights": ["lights", "light", "lamps", "lighting"],
+    "fan": ["fan", "extractor", "vent"],
+    "extractor": ["extractor", "extraction", "extractor fan"],
+    "heater": ["heater", "heating"],
+    "timer": ["timer", "countdown"],
+    "pump": ["pump"],
+    "temperature": ["temperature", "temp"],
+    "speed": ["speed"],
+    "level": ["level", "setting"],
+    # enum values: rooms, modes, places
+    "living room": ["living room", "lounge", "sitting room"],
+    "hallway": ["hallway", "hall", "corridor"],
+    "bedroom": ["bedroom"],
+    "grill": ["grill", "broil"],
+    "bake": ["bake", "baking"],
+    "defrost": ["defrost", "thaw"],
+    "lawn": ["lawn", "grass"],
+    "ceiling": ["ceiling", "overhead"],
+}
+# Situations that imply a command, keyed by a word of its object; (value true/high, value false/low).
+SITUATIONS: dict[str, tuple[list[str], list[str]]] = {
+    "light": (["it's too dark{where}", "I can't see anything{where}", "it's dark{where}"],
+              ["it's too bright{where}", "nobody is{where}", "no need for light{where}"]),
+    "heater": (["it's freezing in here", "it's cold in here", "I'm cold"],
+               ["it's too hot in here", "it's boiling in here"]),
+    "fan": (["it's smoky in here", "the air is stuffy", "there's a lot of steam"], []),
+    "extractor": (["there's dust everywhere", "the air is full of dust"], []),
 }  # fmt: skip
-POLITE_BEFORE = ["", "", "", "", "please ", "could you ", "can you ", "would you ", "hey, ", "ok, ", "okay ",
-                 "I'd like you to ", "go ahead and ", "um, ", "uh ", "hey edge, ", "can you please "]  # fmt: skip
-POLITE_AFTER = ["", "", "", "", " please", " thanks", " thank you", " now", " for me", " right now", " quickly"]
-IMPERATIVES = {"set", "turn", "switch", "start", "stop", "cancel", "put", "change", "adjust", "make", "heat", "preheat",
-               "warm", "begin", "run", "clear", "abort", "end", "kill", "reset", "shut", "power", "use", "light",
-               "brighten", "darken", "count", "remind", "time", "give", "tell", "report", "check", "play", "open",
-               "lock", "unlock", "close", "empty", "order", "call", "read", "send", "book", "find", "buy", "add",
-               "translate", "sing", "spell", "pause", "get", "let"}  # fmt: skip
-# Requests no household panel serves: declined as `unknown`.
+SITUATIONS["lights"] = SITUATIONS["light"]
+SITUATIONS["heating"] = SITUATIONS["heater"]
+POLITE_BEFORE = ["please ", "could you ", "can you ", "would you ", "could you please ", "can you please ",
+                 "I'd like you to ", "I need you to ", "go ahead and ", "just ",
+                 "I want you to ", "be a dear and ", "quickly "]  # fmt: skip
+WISHES = ["I'd like to ", "I want to ", "let's ", "we need to ", "time to ", "I need to ", "can we ", "could we "]
+OPENERS = ["hey, ", "ok, ", "okay ", "um, ", "uh ", "so ", "right, ", "alright, ", "hey edge, ", "ok so ",
+           "hi, ", "erm, ", "well, ", "computer, "]  # fmt: skip
+AFTER = [" please", " thanks", " thank you", " now", " for me", " right now", " pls", " if you can", " thx",
+         " asap", ", cheers", " straight away"]  # fmt: skip
+IMPERATIVE = {w.split()[0] for v in VERBS.values() for w in v} | set(VERBS) | {"give", "tell", "show", "let", "put",
+              "make", "use", "get", "keep", "include", "leave", "take", "add", "remove", "skip", "lower", "raise",
+              "increase", "decrease", "bring", "crank", "max", "light", "brighten", "darken", "count", "remind",
+              "time", "spin", "slow", "speed", "hold", "resume", "mist", "check", "report"}  # fmt: skip
+# Requests no device panel serves: declined as `unknown`.
 OUT_OF_DOMAIN = [
     "what's the weather like tomorrow", "tell me a joke", "play some jazz", "what time is it in tokyo",
     "who won the football last night", "call my sister", "order a pizza", "how tall is mount everest",
@@ -84,42 +124,39 @@ OUT_OF_DOMAIN = [
     "how are you today", "what's your name", "sing me a song", "tell me a story", "good night",
     "what's the meaning of life", "how far is the moon", "remind me to call the dentist", "spell necessary",
     "what day is it", "is it going to rain", "find a good restaurant nearby", "buy more coffee",
-    "pause the music", "open my email", "check my bank balance", "what's the score",
+    "pause the music", "open my email", "check my bank balance", "what's the score", "what's the date today",
+    "how old is the universe", "who is the prime minister", "convert ten miles to kilometres", "I love you",
+    "thank you", "never mind", "hello", "what can you do", "do you like cats", "flip a coin", "roll a dice",
+    "how do you spell rhythm", "what's a good name for a dog", "who invented the telephone", "blah blah",
 ]  # fmt: skip
 ERRANDS = ["order more {item}", "buy {item}", "add {item} to the shopping list", "we need {item}",
            "get me some {item}", "order {item} online", "put {item} on the list", "are we out of {item}",
-           "how much does {item} cost", "remind me to buy {item}", "find a recipe with {item}"]  # fmt: skip
-ITEMS = ["milk", "eggs", "bread", "coffee", "batteries", "dog food", "paper towels", "butter", "rice", "apples",
-         "washing up liquid", "tea", "flour", "cheese", "toilet paper"]  # fmt: skip
-OTHER_DEVICES = ["dishwasher", "fridge", "freezer", "washing machine", "tv", "television", "front door", "garage door",
-                 "radio", "kettle", "coffee machine", "microwave", "thermostat", "air conditioning", "sprinkler",
-                 "car", "doorbell camera", "vacuum", "toaster", "speaker"]  # fmt: skip
+           "how much does {item} cost", "remind me to buy {item}", "where did I put the {item}"]  # fmt: skip
+ITEMS = ["milk", "batteries", "dog food", "paper towels", "coffee", "tape", "glue", "light bulbs", "stamps",
+         "envelopes", "shampoo", "socks", "a new phone charger", "printer ink", "bin bags"]  # fmt: skip
+# Devices a set may not hold, each with the words of a set that would hold it or something like it.
+OTHER_DEVICES: dict[str, set[str]] = {
+    "dishwasher": {"kitchen", "dishes"}, "fridge": {"kitchen", "fridge"}, "freezer": {"kitchen", "freezer"},
+    "washing machine": {"laundry", "washing"}, "tv": {"tv", "television"}, "television": {"tv", "television"},
+    "front door": {"door", "lock"}, "garage door": {"door", "garage"}, "radio": {"radio", "music"},
+    "kettle": {"kitchen", "kettle"}, "coffee machine": {"kitchen", "coffee"}, "microwave": {"kitchen", "oven"},
+    "thermostat": {"heating", "heater", "temperature", "thermostat"}, "air conditioning": {"air", "cooling"},
+    "sprinkler": {"garden", "water", "watering", "irrigation", "lawn", "sprinkler"}, "car": {"car", "garage"},
+    "doorbell camera": {"door", "camera"}, "vacuum": {"vacuum", "cleaning"}, "toaster": {"kitchen", "toast"},
+    "speaker": {"speaker", "music"}, "oven": {"kitchen", "oven", "cooking", "bake"}, "printer": {"printer"},
+    "alarm system": {"alarm", "security"}, "blinds": {"blinds", "window"}, "curtains": {"curtains", "window"},
+    "computer": {"computer"}, "lawn mower": {"garden", "lawn", "mower"}, "hot tub": {"tub", "pool", "spa"},
+    "pool pump": {"pool", "pump"}, "projector": {"projector"}, "lathe": {"workshop", "lathe", "machine"},
+    "dryer": {"laundry", "dryer"}, "garden lights": {"garden", "lights", "light"}, "robot vacuum": {"vacuum"},
+    "boiler": {"heating", "heater", "boiler", "water"}, "electric blanket": {"blanket", "bed"},
+}  # fmt: skip
 OTHER_DEVICE_FRAMES = ["turn on the {d}", "turn off the {d}", "start the {d}", "open the {d}", "lock the {d}",
                        "set the {d} to {n}", "switch the {d} on", "is the {d} running", "empty the {d}",
-                       "run the {d}", "close the {d}", "unlock the {d}", "set the {d} to {n} degrees"]  # fmt: skip
+                       "run the {d}", "close the {d}", "unlock the {d}", "set the {d} to {n} degrees",
+                       "fix the {d}", "clean the {d}", "when was the {d} last serviced"]  # fmt: skip
 
-ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]  # fmt: skip
 TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
@@ -133,20 +170,24 @@ def number_words(n: int, rng: random.Random | None = None) -> str:
         tens, ones = divmod(n, 10)
         sep = rng.choice([" ", "-"]) if rng else " "
         return TENS[tens] + ("" if ones == 0 else sep + ONES[ones])
+    if n < 10000 and rng and n % 100 >= 10 and n // 100 % 10 and rng.random() < 0.25:
+        # "two twenty", "twelve fifty": how settings are read out
+        return number_words(n // 100, rng) + " " + number_words(n % 100, rng)
     if n < 1000:
         hundreds, rest = divmod(n, 100)
-        if rng and rest >= 10 and rng.random() < 0.25:  # "two twenty", "one eighty": how settings are read out
-            return ONES[hundreds] + " " + number_words(rest, rng)
         head = ("a" if hundreds == 1 and rng and rng.random() < 0.3 else ONES[hundreds]) + " hundred"
         if rest == 0:
             return head
         joiner = rng.choice([" and ", " "]) if rng else " and "
         return head + joiner + number_words(rest, rng)
+    if rng and n < 10000 and n % 100 == 0 and n // 100 % 10 and rng.random() < 0.4:
+        return number_words(n // 100, rng) + " hundred"  # "fifteen hundred"
     thousands, rest = divmod(n, 1000)
-    return number_words(thousands, rng) + " thousand" + ("" if rest == 0 else " " + number_words(rest, rng))
+    head = "a thousand" if thousands == 1 and rng and rng.random() < 0.3 else number_words(thousands, rng) + " thousand"
+    return head + ("" if rest == 0 else " " + number_words(rest, rng))
 
 
-# --- how one command is read ------------------------------------------------------------
+# --- how a command is read --------------------------------------------------------------
 
 
 @dataclass
@@ -159,46 +200,121 @@ class Example:
 
 @dataclass
 class Reading:
-    """A command read as verb + object: ``set_fan_speed`` -> verb set, subject fan, attribute speed."""
+    """The words a person could use for one command, read from its name and description."""
 
     command: Command
-    verb: str
-    subject: str  # the device noun ("oven"), or "" when the name names none
-    attribute: str  # what of the device is changed ("temperature"), or ""
+    verb: str  # the action ("set", "water", "power up"), or ""
+    obj: list[str]  # ways to name what it acts on ("the pump pressure", "the lathe's spindle speed")
     particle: str  # "on"/"off" when the name ends in one
-    description_verb: str  # first word of the description ("heat")
+    clause: str  # the description's first clause, lowercased ("water one zone of the garden now ...")
+    pair: tuple[str, str] | None  # the description's own on/off halves ("enable ...", "disable ...")
+    value_phrases: dict[int, list[str]] = field(default_factory=dict)  # "0 cancels the delay": {0: [...]}
+
+    @property
+    def name_words(self) -> list[str]:
+        return self.command.name.lower().split("_")
+
+
+def _first_clause(description: str) -> str:
+    return re.split(r"[.:;]|, (?:for example|e\.g\.|such as)|\(", description.strip(), maxsplit=1)[0].strip().lower()
+
+
+def _verb_of(clause: str) -> tuple[str, str]:
+    """(verb, rest) of an imperative clause: "power up one machine" -> ("power up", "one machine")."""
+    words = clause.split()
+    if len(words) > 2 and words[1] == "or":  # "stop or cancel the timer": the first verb, the shared object
+        words = [words[0], *words[3:]]
+    if len(words) > 1 and f"{words[0]} {words[1]}" in VERBS:
+        return f"{words[0]} {words[1]}", " ".join(words[2:])
+    return (words[0], " ".join(words[1:])) if words else ("", "")
 
 
 def read_command(c: Command) -> Reading:
     words = c.name.lower().split("_")
-    particle = words.pop() if len(words) > 1 and words[-1] in ("on", "off") else ""
-    verb = words.pop(0) if len(words) > 1 and words[0] in VERB_SYNONYMS | {"choose": [], "select": []} else ""
-    subject = next((w for w in words if w in NOUNS), words[0] if words else "")
-    attribute = " ".join(w for w in words if w != subject)
-    first = c.description.split()[0].lower().strip(".,:") if c.description.split() else ""
-    return Reading(c, verb, subject, attribute, particle, first)
+    particle = words[-1] if len(words) > 1 and words[-1] in ("on", "off") else ""
+    clause = _first_clause(c.description)
+    desc_verb, rest = _verb_of(clause)
+    name_verb = words[0] if words[0] in VERBS and len(words) > 1 else ""
+    verb = desc_verb if desc_verb in VERBS or not name_verb else name_verb
+    switches = {a.name.lower() for a in c.args if a.type == "boolean"}  # "enabled" names no thing
+    content = [w for w in words if w not in STOP_WORDS and w != name_verb and w not in switches and w != particle]
+    obj = []
+    if content:
+        obj.append(" ".join(content))
+    # the description's object, up to where the value would go: "the lathe's spindle speed"
+    head = re.split(
+        r" (?:in|to|for|by|at|from|with|on|off|or|that|which|now|and)\b| (?:a|one) number", rest, maxsplit=1
+    )
+    head = re.sub(r"^(?:all|every) ", "", head[0].strip())
+    if desc_verb in VERBS and head and not re.match(r"^(one|a|an)\b", head) and len(head.split()) <= 6:
+        obj.append(head)
+    pair = _pair(clause)
+    value_phrases: dict[int, list[str]] = {}
+    for n, v, thing in re.findall(
+        r"(\d+) (?!is\b)(\w{2,}?)s (the \w+|it)\b", c.description.lower()
+    ):  # "0 cancels the delay"
+        value_phrases.setdefault(int(n), []).append(f"{v} {thing}")
+    return Reading(c, verb or name_verb, obj or [c.name.replace("_", " ")], particle, clause, pair, value_phrases)
 
 
-def _noun(rng: random.Random, subject: str) -> str:
-    return rng.choice(NOUNS.get(subject, [subject.replace("_", " ")]))
+def _pair(clause: str) -> tuple[str, str] | None:
+    """The description's two halves for a yes/no argument: "enable or disable X" -> ("enable X", "disable X")."""
+    if m := re.match(r"^(\w+(?: \w+)?) or (\w+(?: \w+)?) (.+)$", clause):  # "enable or disable the rain sensor"
+        a, b, rest = m.groups()
+        if a in VERBS or b in VERBS:
+            return f"{a} {rest}", f"{b} {rest}"
+    if m := re.match(r"^(.+) on or off$", clause):  # "turn the misting system on or off"
+        return f"{m[1]} on", f"{m[1]} off"
+    if m := re.match(r"^(.+?),? or not$", clause):  # "let the extractor start by itself, or not"
+        return m[1], f"don't {m[1]}"
+    if m := re.match(r"^(.+) or (\w+) (it|them) (\w+)$", clause):  # "include a zone in X or leave it out"
+        return m[1], f"{m[2]} it {m[4]}"
+    return None
 
 
 def _the(rng: random.Random, noun: str) -> str:
+    if noun.startswith(("the ", "a ", "an ", "my ", "your ")) or "'s " in noun:
+        return noun
     return rng.choice(["the ", "the ", "the ", "my ", ""]) + noun
 
 
+def _synonym(rng: random.Random, phrase: str) -> str:
+    """A phrase with its last word swapped for what people also call it ("the fan" -> "the extractor")."""
+    words = phrase.split()
+    if words and words[-1] in NOUNS and rng.random() < 0.5:
+        words[-1] = rng.choice(NOUNS[words[-1]])
+    return " ".join(words)
+
+
+def _object(rng: random.Random, r: Reading) -> str:
+    return _synonym(rng, rng.choice(r.obj))
+
+
+def _verb(rng: random.Random, verb: str, fallback: str = "set") -> str:
+    return rng.choice(VERBS.get(verb) or VERBS[fallback] + ([verb] if verb else []))
+
+
+# --- how values are said ----------------------------------------------------------------
+
 UNIT_WORDS = {
-    "celsius": (["degrees", "degrees", "degrees celsius", "degrees C", "°C", "C", ""], "°"),
-    "temperature": (["degrees", "degrees", "degrees celsius", "°C", ""], "°"),
-    "degrees": (["degrees", "degrees", "°", ""], "°"),
-    "minutes": (["minutes", "minutes", "minutes", "mins", "min"], ""),
-    "seconds": (["seconds", "secs"], ""),
-    "hours": (["hours"], ""),
-    "percent": (["percent", "%"], ""),
+    "celsius": ["degrees", "degrees", "degrees celsius", "degrees C", "°C", "C", ""],
+    "temperature": ["degrees", "degrees", "degrees celsius", "°C", ""],
+    "degrees": ["degrees", "degrees", "°", ""],
+    "fahrenheit": ["degrees", "degrees fahrenheit", "F", "°F"],
+    "minutes": ["minutes", "minutes", "minutes", "mins", "min"],
+    "seconds": ["seconds", "secs", "seconds"],
+    "hours": ["hours", "hours", "hrs"],
+    "days": ["days", "days", "days"],
+    "weeks": ["weeks"],
+    "percent": ["percent", "%", "per cent", ""],
+    "rpm": ["rpm", "rpm", "revs", "revolutions per minute", "RPM", ""],
+    "revolutions": ["rpm", "rpm", "revs", "revolutions per minute", "RPM", ""],
+    "litres": ["litres", "liters", "l"],
+    "metres": ["metres", "meters", "m"],
+    "meters": ["meters", "metres", "m"],
 }
-
-
-# Durations people say in hours or fractions, by minutes.
+TIME_UNITS = ("minutes", "seconds", "hours", "days", "weeks")
+# Durations people say in other words, by minutes.
 DURATIONS = {
     1: ["a minute", "one minute"], 15: ["a quarter of an hour", "quarter of an hour"],
     30: ["half an hour", "thirty minutes", "a half hour"], 45: ["three quarters of an hour", "forty five minutes"],
@@ -207,33 +323,71 @@ DURATIONS = {
     120: ["two hours", "a couple of hours"], 150: ["two and a half hours", "two hours and thirty minutes"],
     180: ["three hours"],
 }  # fmt: skip
+DAY_WORDS = {1: ["a day", "one day", "tomorrow", "24 hours"], 2: ["a couple of days", "two days"],
+             7: ["a week", "one week", "seven days"], 14: ["two weeks", "a fortnight", "fourteen days"]}  # fmt: skip
 
 
-def _unit(arg: Arg, reading: Reading) -> str | None:
-    for key in (arg.name.lower(), reading.attribute):
-        for word, _ in UNIT_WORDS.items():
-            if word in key:
+def unit_of(arg: Arg, r: Reading | None = None) -> str | None:
+    """The unit an argument is counted in, from its name first, then its command's description."""
+    places = [arg.name.lower()] + ([r.command.description.lower()] if r else [])
+    for place in places:
+        for word in UNIT_WORDS:
+            if re.search(rf"\b{word}\b|{word}$|^{word}", place):
                 return word
     return None
 
 
-def say_number(rng: random.Random, arg: Arg, value: int | float, reading: Reading) -> str:
+def is_hour_of_day(arg: Arg) -> bool:
+    return (
+        arg.type == "integer"
+        and arg.name.lower() in ("hour", "hours_of_day", "start_hour", "time_hour")
+        and (arg.minimum == 0 and arg.maximum == 23)
+    )
+
+
+def say_hour(rng: random.Random, hour: int) -> str:
+    """An hour of the day as people say it: "6 am", "six in the morning", "18:00", "midnight"."""
+    if hour == 0 and rng.random() < 0.6:
+        return "midnight"
+    if hour == 12 and rng.random() < 0.6:
+        return "noon" if rng.random() < 0.5 else "midday"
+    h12 = hour % 12 or 12
+    said = number_words(h12) if rng.random() < 0.4 else str(h12)
+    part = (
+        "in the morning"
+        if hour < 12
+        else "in the afternoon"
+        if hour < 18
+        else "in the evening"
+        if hour < 22
+        else "at night"
+    )
+    return rng.choice(
+        [f"{said} am" if hour < 12 else f"{said} pm", f"{said}{'am' if hour < 12 else 'pm'}", f"{said} {part}",
+         f"{hour:02d}:00", f"{said} o'clock {part}", f"{h12} {'a.m.' if hour < 12 else 'p.m.'}"]
+    )  # fmt: skip
+
+
+def say_number(rng: random.Random, arg: Arg, value: int | float, r: Reading | None = None) -> str:
     """How a person says ``value`` for ``arg``: digits or words, with a unit when the argument has one."""
+    if is_hour_of_day(arg):
+        return say_hour(rng, int(value))
     if isinstance(value, float) and not value.is_integer():
         spoken = str(value)
     else:
         spoken = number_words(int(value), rng) if rng.random() < 0.4 else str(int(value))
-    unit = _unit(arg, reading)
+    unit = unit_of(arg, r)
     if unit == "minutes" and int(value) in DURATIONS and rng.random() < 0.6:
         return rng.choice(DURATIONS[int(value)])
+    if unit == "days" and int(value) in DAY_WORDS and rng.random() < 0.5:
+        return rng.choice(DAY_WORDS[int(value)])
     if unit is None:
         return spoken
-    words = UNIT_WORDS[unit][0]
-    if unit == "minutes" and value == 1:
-        words = ["minute"]
-    word = rng.choice(words)
-    if word in ("°C", "°", "C") and spoken.isdigit():
-        return spoken + rng.choice(["", " "]) + word if word != "°" else spoken + word
+    word = rng.choice(UNIT_WORDS[unit])
+    if value == 1 and unit in TIME_UNITS:
+        word = unit[:-1]
+    if word in ("°C", "°", "C", "°F", "F", "%") and spoken.isdigit():
+        return spoken + rng.choice(["", " "]) + word if word not in ("°", "%") else spoken + word
     return f"{spoken} {word}".strip()
 
 
@@ -242,315 +396,369 @@ def level_names(arg: Arg, description: str) -> dict[int, list[str]]:
     if arg.type != "integer" or arg.minimum is None or arg.maximum is None or arg.maximum - arg.minimum > 10:
         return {}
     low, high = int(arg.minimum), int(arg.maximum)
-    names: dict[int, list[str]] = {high: ["max", "maximum", "full", "full speed", "full blast", "high", "top speed",
-                                          "the highest setting", "as high as it goes"]}  # fmt: skip
+    names: dict[int, list[str]] = {high: ["max", "maximum", "full", "full power", "full blast", "high", "top",
+                                          "the highest setting", "as high as it goes", "flat out"]}  # fmt: skip
     first = low + 1 if low == 0 else low
-    names.setdefault(first, []).extend(["low", "the lowest setting", "minimum", "slow"])
+    names.setdefault(first, []).extend(["low", "the lowest setting", "minimum", "min", "gentle"])
     if high - first >= 2:
-        names.setdefault((first + high) // 2, []).extend(["medium", "middle", "mid"])
+        names.setdefault((first + high) // 2, []).extend(["medium", "middle", "mid", "halfway"])
     for n, word in re.findall(r"(\d+) is (?:the )?(\w+)", description.lower()):
         names.setdefault(int(n), []).append(word)
     return names
 
 
-def _value(rng: random.Random, arg: Arg, duration: bool = False) -> Any:
+def _value(rng: random.Random, arg: Arg, unit: str | None = None) -> Any:
     if arg.type == "enum":
         return rng.choice(arg.enum)
     if arg.type == "boolean":
         return rng.random() < 0.5
     if arg.type == "string":
-        return rng.choice(["note", "milk", "eggs", "bread"])[: arg.max_length]
+        return rng.choice(["note", "hello", "test", "reminder"])[: arg.max_length]
     low = arg.minimum if arg.minimum is not None else 0
     high = arg.maximum if arg.maximum is not None else low + 100
     if arg.type == "number":
         return round(rng.uniform(low, high), 1)
     low, high = int(low), int(high)
-    if duration and rng.random() < 0.3:
-        return rng.choice([v for v in DURATIONS if low <= v <= high] or [low])
-    # round values are what people say most: 180 degrees, 10 minutes
+    specials = DURATIONS if unit == "minutes" else DAY_WORDS if unit == "days" else {}
+    if specials and rng.random() < 0.3:
+        return rng.choice([v for v in specials if low <= v <= high] or [low])
+    # round values are what people say most: 180 degrees, 10 minutes, 1200 rpm
     if high - low > 20 and rng.random() < 0.7:
-        step = rng.choice([5, 10, 10, 25, 50]) if high - low > 60 else 5
+        step = rng.choice([5, 10, 10, 25, 50, 100]) if high - low > 60 else 5
+        if high - low > 1000:
+            step = rng.choice([50, 100, 100, 250, 500])
         rounded = [v for v in range(low, high + 1) if v % step == 0]
         if rounded:
             return rng.choice(rounded)
     return rng.randint(low, high)
 
 
-# --- phrase patterns, one per kind of command ---------------------------------------------
+def enum_words(rng: random.Random, arg: Arg, value: Any) -> str:
+    """An enum value as said: whole, or by one word no other value has ("flower borders" -> "borders")."""
+    text = str(value)
+    if text in NOUNS and rng.random() < 0.3:
+        return rng.choice(NOUNS[text])
+    words = text.split()
+    if len(words) > 1 and rng.random() < 0.25:
+        others = {w for v in arg.enum if v != value for w in str(v).split()}
+        own = [w for w in words if w not in others and w not in STOP_WORDS]
+        if own:
+            return rng.choice(own)
+    return text
+
+
+def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -> str:
+    """The description's clause with each argument's value put where the description speaks of it."""
+    text = clause
+    for a in r.command.args:
+        v = values[a.name]
+        if a.type == "enum":
+            # "one zone of the garden", "a room", "one machine" -> the value
+            pattern = rf"\b(?:one|a|an|the|each) {re.escape(a.name.lower())}\w*(?: of (?:the|your) \w+)?"
+            said = _the(rng, enum_words(rng, a, v))
+            text, n = re.subn(pattern, said, text, count=1)
+            if not n:
+                text, n = re.subn(r"\bit\b", said, text, count=1)  # "leave it out"
+            if not n:
+                prep = "to" if r.verb in ("set", "choose", "change", "switch") else rng.choice(["for", "in", "on"])
+                text += f" {prep} {said}"
+        elif a.type in ("integer", "number"):
+            said = say_number(rng, a, v, r)
+            pattern = r"\b(?:to |for |at )?(?:a|the) (?:number of|target|given) [\w ]+?(?= in |$|,)(?: in [\w ]+)?"
+            text, n = re.subn(pattern, f"{'for' if unit_of(a, r) in TIME_UNITS else 'to'} {said}", text, count=1)
+            if not n:
+                cut = re.split(r" (?:in|at which|\(|to a) ", text, maxsplit=1)[0]
+                text = f"{cut} {'for' if unit_of(a, r) in TIME_UNITS else 'to'} {said}"
+    return text
+
+
+# --- phrase frames, one per shape of command --------------------------------------------
 
 
 def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
-    value = _value(rng, arg)
+    unit = unit_of(arg, r)
+    value = _value(rng, arg, unit)
     levels = level_names(arg, r.command.description)
-    noun = _noun(rng, r.subject)
-    attr = r.attribute or "setting"
+    obj = _object(rng, r)
+    the = _the(rng, obj)
+    if value in r.value_phrases and rng.random() < 0.5:  # "cancel the delay" for 0
+        return rng.choice(r.value_phrases[value]), {arg.name: value}
     if value in levels and rng.random() < 0.5:
         word = rng.choice(levels[value])
-        if word in ("off",):
-            the = _the(rng, noun)
-            text = rng.choice([f"turn off {the}", f"switch {the} off", f"{noun} off", f"turn {the} off",
-                               f"stop {the}", f"shut {the} off"])  # fmt: skip
+        if word == "off":
+            text = rng.choice([f"turn off {the}", f"switch {the} off", f"{obj} off", f"turn {the} off",
+                               f"stop {the}", f"shut {the} off", f"{the} can go off now"])  # fmt: skip
         elif value == int(arg.maximum or 0) and rng.random() < 0.4:
-            text = rng.choice([f"max {_the(rng, noun)}", f"max out {_the(rng, noun)}", f"crank {_the(rng, noun)} up",
-                               f"turn {_the(rng, noun)} all the way up", f"{noun} all the way up",
-                               f"{noun} as high as it goes", f"full power on {_the(rng, noun)}"])  # fmt: skip
+            text = rng.choice([f"max {the}", f"max out {the}", f"crank {the} up", f"turn {the} all the way up",
+                               f"{obj} all the way up", f"{obj} as high as it goes",
+                               f"full power on {the}"])  # fmt: skip
         else:
-            text = rng.choice([f"set {_the(rng, noun)} to {word}", f"turn {_the(rng, noun)} up to {word}",
-                               f"{noun} on {word}", f"put {_the(rng, noun)} on {word}", f"{noun} {attr} {word}",
-                               f"run {_the(rng, noun)} at {word}", f"turn {_the(rng, noun)} to {word}"])  # fmt: skip
-        if r.subject in CONTEXTS and rng.random() < 0.3:  # "it's smoky in here, fan to max"
-            text = rng.choice(CONTEXTS[r.subject]) + rng.choice([", ", " so ", ". "]) + text
+            text = rng.choice([f"set {the} to {word}", f"turn {the} to {word}", f"{obj} on {word}",
+                               f"put {the} on {word}", f"{obj} {word}", f"run {the} at {word}", f"{word} {obj}",
+                               f"{word} {obj} please", f"make {the} {word}"])  # fmt: skip
         return text, {arg.name: value}
     said = say_number(rng, arg, value, r)
-    if levels:  # a small scale: "speed 2", "level two", "setting 2"
-        said = rng.choice([f"{attr} {said}", f"level {said}", f"setting {said}", said, f"{said}"])
-    verbs = VERB_SYNONYMS.get(r.verb or "set", ["set"]) + VERB_SYNONYMS.get(r.description_verb, [])
-    verb = rng.choice(verbs)
-    the_noun = _the(rng, noun)
+    if levels:  # a small scale: "level 2", "setting two"
+        said = rng.choice([f"level {said}", f"setting {said}", said, said, f"number {said}"])
+    if rng.random() < 0.3:
+        return _fill(r.clause, r, rng, {arg.name: value}), {arg.name: value}
+    verb = _verb(rng, r.verb)
+    prep = "for" if unit in TIME_UNITS else rng.choice(["to", "to", "at"])
     text = rng.choice(
         [
-            f"{verb} {the_noun} to {said}",
-            f"{verb} {the_noun} to {said}",
-            f"{verb} {the_noun} {attr} to {said}",
-            f"{noun} to {said}",
-            f"{noun} {attr} {said}",
-            f"{noun} {said}",
-            f"turn {the_noun} to {said}",
-            f"I want {the_noun} at {said}",
-            f"can we have {the_noun} at {said}",
-            f"{said} on {the_noun}",
-            f"{the_noun} {attr} should be {said}",
+            f"{verb} {the} {prep} {said}", f"{verb} {the} {prep} {said}", f"{obj} {prep} {said}", f"{obj} {said}",
+            f"{obj}: {said}", f"I want {the} at {said}", f"can we have {the} at {said}", f"{said} on {the}",
+            f"{the} should be {said}", f"make it {said}", f"{prep} {said}, {the}", f"change {the} to {said}",
+            f"{said} for {the}", f"{the}, {said}", f"turn {the} up to {said}", f"turn {the} down to {said}",
+            f"{verb} it {prep} {said}", f"{obj} needs to be {said}", f"let's do {said} on {the}",
         ]
-    )
+    )  # fmt: skip
     return text, {arg.name: value}
 
 
 def _choose(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
+    """One choice from a list: start a machine, pick a mode, water a zone."""
     value = _value(rng, arg)
-    said = rng.choice(VALUE_SYNONYMS.get(str(value), [str(value)]))
-    noun = _noun(rng, r.subject)
-    attr = r.attribute or "mode"
-    verb = rng.choice(VERB_SYNONYMS["choose"])
-    text = rng.choice(
-        [
-            f"{verb} {_the(rng, noun)} to {said}",
-            f"{verb} {_the(rng, noun)} to {said} {attr}",
-            f"{said} {attr}",
-            f"{said} {attr} please",
-            f"use {said} {attr}",
-            f"use the {said} setting",
-            f"put {_the(rng, noun)} on {said}",
-            f"{noun} on {said}",
-            f"{said} {attr} on {_the(rng, noun)}",
-            f"switch to {said}",
-            f"change the {attr} to {said}",
-            f"I want to {value}" if str(value).isalpha() else f"{said} {attr}",  # "I want to grill"
-            f"{noun} {attr} {said}",
-        ]
-    )
-    return text, {arg.name: value}
+    said = enum_words(rng, arg, value)
+    the = _the(rng, said)
+    if rng.random() < 0.3:
+        return _fill(r.clause, r, rng, {arg.name: value}), {arg.name: value}
+    verb = _verb(rng, r.verb, "choose")
+    obj = _object(rng, r)
+    frames = [f"{verb} {the}", f"{verb} {the}", f"{verb} {the} now", f"{the}, {verb}", f"{said} {arg.name}",
+              f"{arg.name} {said}", f"{obj} {said}", f"{said} please"]  # fmt: skip
+    if r.verb in ("set", "choose", "change", "switch", "select", "use"):
+        frames += [f"{verb} {_the(rng, obj)} to {said}", f"use {said}", f"switch to {said}", f"put it on {said}",
+                   f"I want {said}", f"{said} {arg.name} please", f"change the {arg.name} to {said}"]  # fmt: skip
+    if r.verb in ("start", "stop", "power up", "power down", "enable", "disable"):
+        on = r.verb in ("start", "power up", "enable")
+        frames += [f"{said} {'on' if on else 'off'}", f"{'get' if on else 'stop'} {the} {'going' if on else 'running'}",
+                   f"I {'need' if on else 'am done with'} {the}", f"{said} {'go' if on else 'stop'}"]  # fmt: skip
+    return rng.choice(frames), {arg.name: value}
+
+
+def _boolean_phrase(rng: random.Random, r: Reading, on: bool, obj: str) -> str:
+    """Saying yes or no to a command's one switch, in the description's words or in general ones."""
+    if r.pair and rng.random() < 0.4:
+        return r.pair[0 if on else 1]
+    the = _the(rng, obj)
+    verb = rng.choice(ON_VERBS if on else OFF_VERBS)
+    word = "on" if on else "off"
+    return rng.choice(
+        [f"{verb} {the}", f"{verb} {the}", f"{the} {word}", f"{obj} {word}", f"{verb.split()[0]} {the} {word}"
+         if " " in verb else f"{verb} {the}", f"{obj} {'enabled' if on else 'disabled'}",
+         f"I want {the} {word}", f"{'start' if on else 'stop'} {the}",
+         f"{the} {'needs to be on' if on else 'can go off'}"]
+    )  # fmt: skip
 
 
 def _switch(rng: random.Random, r: Reading, place: Arg | None, state: Arg) -> tuple[str, dict]:
+    """An on/off switch, alone or for one place or thing of a list."""
     on = rng.random() < 0.5
     where = _value(rng, place) if place else None
-    noun = _noun(rng, r.subject)
-    p = rng.choice(VALUE_SYNONYMS.get(str(where), [str(where)])) if place else ""
-    word = "on" if on else "off"
-    verb = rng.choice(["turn", "turn", "switch", "put"] if on else ["turn", "turn", "switch", "shut"])
-    if place:
-        frames = [f"{verb} {word} the {p} {noun}", f"{verb} the {p} {noun} {word}", f"{p} {noun} {word}",
-                  f"{noun} {word} in the {p}", f"{verb} {word} the {noun} in the {p}", f"{p} {noun}s {word}",
-                  f"{verb} the {noun} {word} in the {p}", f"can I have the {p} {noun} {word}"]  # fmt: skip
-        if r.subject in ("light", "lights"):
-            frames += (
-                [f"it's too dark in the {p}", f"I can't see anything in the {p}", f"light up the {p}",
-                 f"the {p} is too dark", f"it's dark in the {p}", f"some light in the {p}", f"brighten the {p}"]
-                if on
-                else [f"it's too bright in the {p}", f"nobody is in the {p}", f"lights out in the {p}",
-                      f"kill the {p} {noun}", f"darken the {p}", f"no need for light in the {p}",
-                      f"I'm leaving the {p}, {noun} off"]
-            )  # fmt: skip
-        text = rng.choice(frames)
-    else:
-        text = rng.choice([f"{verb} {word} the {noun}", f"{verb} the {noun} {word}", f"{noun} {word}"])
     args = {state.name: on} | ({place.name: where} if place else {})
-    return text, {a.name: args[a.name] for a in r.command.args}
+    args = {a.name: args[a.name] for a in r.command.args}
+    obj = _object(rng, r)
+    if place is None:
+        return _boolean_phrase(rng, r, on, obj), args
+    p = enum_words(rng, place, where)
+    if r.pair and rng.random() < 0.4:
+        return _fill(r.pair[0 if on else 1], r, rng, args), args
+    verb = rng.choice(ON_VERBS if on else OFF_VERBS)
+    word = "on" if on else "off"
+    noun = obj.split()[-1]
+    frames = [f"{verb} the {p} {noun}", f"{verb.split()[0]} the {p} {noun} {word}", f"{p} {noun} {word}",
+              f"{noun} {word} {rng.choice(['in', 'at', 'for'])} the {p}", f"{verb} the {noun} for the {p}",
+              f"{p} {word}", f"{verb} {p}", f"can I have the {p} {noun} {word}", f"the {p} {noun}, {word}"]  # fmt: skip
+    for key, (yes, no) in SITUATIONS.items():
+        if key in obj.split() and (yes if on else no):
+            frames += [s.format(where=f" {rng.choice(['in', 'at', 'by'])} the {p}") for s in (yes if on else no)]
+    return rng.choice(frames), args
 
 
-def _start_duration(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
-    value = _value(rng, arg, duration=_unit(arg, r) == "minutes")
-    said = say_number(rng, arg, value, r)
-    noun = _noun(rng, r.subject)
-    verb = rng.choice(VERB_SYNONYMS["start"])
-    # "a 10 minute timer", "a one hour timer": the unit is singular before the noun
-    compound = said.replace("minutes", "minute").replace("mins", "minute").replace("hours", "hour")
-    compound = compound.removeprefix("an ").removeprefix("a ")
-    if compound.startswith("hour"):
-        compound = "one " + compound
+def _place_and_number(rng: random.Random, r: Reading, place: Arg, number: Arg) -> tuple[str, dict]:
+    """A value for one place or thing of a list: "water the back lawn for 10 minutes"."""
+    unit = unit_of(number, r)
+    args = {place.name: _value(rng, place), number.name: _value(rng, number, unit)}
+    args = {a.name: args[a.name] for a in r.command.args}
+    if rng.random() < 0.35:
+        return _fill(r.clause, r, rng, args), args
+    p = _the(rng, enum_words(rng, place, args[place.name]))
+    n = say_number(rng, number, args[number.name], r)
+    verb = _verb(rng, r.verb)
+    prep = "for" if unit in TIME_UNITS else "to"
     text = rng.choice(
+        [f"{verb} {p} {prep} {n}", f"{verb} {p} {prep} {n}", f"{p} {prep} {n}", f"{p}, {n}", f"{p} {n}",
+         f"{n} on {p}", f"{verb} {p}, {n}", f"give {p} {n}", f"{n} for {p}", f"{verb} {p} {prep} {n} please",
+         f"{p} needs {n}", f"can you {verb} {p} {prep} {n}",
+         f"{prep} {n}, {verb} {p}", f"{verb} {n} on {p}"]
+    )  # fmt: skip
+    return text, args
+
+
+def _no_args(rng: random.Random, r: Reading, readings: list[Reading]) -> tuple[str, dict]:
+    obj = _object(rng, r)
+    the = _the(rng, obj)
+    if r.particle in ("on", "off"):
+        return _boolean_phrase(rng, r, r.particle == "on", obj), {}
+    if r.verb in ("report", "show", "tell", "list", "say", "describe") or r.command.name in (
+        "status",
+        "report",
+        "info",
+    ):
+        return _question(rng, r, readings), {}
+    verb = _verb(rng, r.verb, "start")
+    frames = [r.clause, r.clause, f"{verb} {r.clause.split(' ', 1)[-1]}" if " " in r.clause else r.clause,
+              f"{verb} {the}", f"{the}, {verb}", " ".join(r.name_words), " ".join(r.name_words),
+              f"{verb} {the} now", f"{verb} it all", f"{verb} everything"]  # fmt: skip
+    if r.verb in ("stop", "cancel", "cut", "power down", "halt"):
+        frames += [f"enough, {verb} it", f"{verb} it", "that's enough", "stop, stop"]
+    if r.verb == "cancel" or "cancel" in r.clause:
+        frames += [f"never mind {the}", f"I don't need {the} anymore", f"get rid of {the}"]
+    return rng.choice(frames), {}
+
+
+def _question(rng: random.Random, r: Reading, readings: list[Reading]) -> str:
+    """A question about how things stand, built from the status description and the set's own objects."""
+    items = [i.strip() for i in re.split(r",| and ", r.clause.split(" ", 1)[-1]) if i.strip()]
+    others = [o for x in readings if x is not r and x.command.args for o in x.obj]
+    thing = rng.choice(others) if others else "everything"
+    return rng.choice(
         [
-            f"{verb} a {noun} for {said}",
-            f"{verb} a {noun} for {said}",
-            f"{verb} the {noun} for {said}",
-            f"{noun} for {said}",
-            f"{compound} {noun}",
-            f"a {compound} {noun}",
-            f"{verb} a {compound} {noun}",
-            f"count down {said}",
-            f"remind me in {said}",
-            f"time {said} for me",
-            f"give me {said} on the {noun}",
-            f"let me know when {said} are up" if value != 1 else f"let me know in {said}",
-            f"{noun} {said}",
+            "status", "status report", "what's the status", "give me a status update", "what's going on",
+            "what's happening", "is anything on", "report", "give me an update", "how is everything",
+            "tell me what's running", "what's running", "check everything", "anything still on?",
+            f"is {_the(rng, thing)} on", f"what's {_the(rng, thing)} doing", f"what's {_the(rng, thing)} set to",
+            f"is {_the(rng, thing)} still running", f"did I leave {_the(rng, thing)} on", f"how's {_the(rng, thing)}",
+            r.clause, *_asked(rng, items),
         ]
-    )
-    return text, {arg.name: value}
+    )  # fmt: skip
 
 
-def _no_args(rng: random.Random, r: Reading, subjects: set[str]) -> tuple[str, dict]:
-    noun = _noun(rng, r.subject)
-    the = _the(rng, noun)
-    if r.particle == "off":
-        text = rng.choice([f"turn off {the}", f"switch {the} off", f"{noun} off", f"shut {the} off",
-                           f"shut down {the}", f"power off {the}", f"turn {the} off", f"I'm done with {the}",
-                           f"kill {the}", f"stop {the}", f"switch off {the}", f"{the} can go off now"])  # fmt: skip
-    elif r.particle == "on":
-        text = rng.choice([f"turn on {the}", f"switch {the} on", f"{noun} on", f"power on {the}",
-                           f"switch on {the}", f"turn {the} on", f"I need {the} on", f"put {the} on",
-                           f"{the} can come on now"])  # fmt: skip
-    elif r.verb == "cancel" or r.description_verb in ("stop", "cancel"):
-        verb = rng.choice(VERB_SYNONYMS["cancel"])
-        text = rng.choice([f"{verb} {the}", f"{verb} {the}", f"{noun} {verb}", f"never mind {the}",
-                           f"I don't need {the} anymore", f"get rid of {the}", f"{verb} the running {noun}",
-                           "stop counting down"])  # fmt: skip
-    else:  # status-like commands: a question about everything
-        others = sorted(subjects & set(NOUNS))
-        device = _noun(rng, rng.choice(others)) if others else "device"
-        questions = _state_questions(rng, device)
-        text = rng.choice(
-            [
-                "status",
-                "status report",
-                "what's the status",
-                "give me a status update",
-                "what is everything doing",
-                "what's going on",
-                "what's on right now",
-                "is anything on",
-                "report",
-                "give me an update",
-                f"is the {device} on",
-                f"what's the {device} doing",
-                f"what's the {device} set to",
-                "how is everything",
-                "what are the appliances doing",
-                "tell me what's running",
-                f"{r.command.description.rstrip('.').lower()}",
-                f"how long is left on the {_noun(rng, 'timer')}" if "timer" in subjects else "status",
-                "check everything",
-                *questions,
-            ]
-        )
-    return text, {}
+def _asked(rng: random.Random, items: list[str]) -> list[str]:
+    """Questions about the things a status report covers ("soil moisture" -> "what's the soil moisture")."""
+    if not items:
+        return ["status"]
+    item = rng.choice(items)
+    if item.split()[0] in ("which", "what", "how", "when", "where", "whether"):
+        return [f"{item}?", f"tell me {item}", item]
+    return [f"what's {_the(rng, item)}", f"how is {_the(rng, item)}", f"tell me about {_the(rng, item)}", f"{item}?"]
 
 
-def _state_questions(rng: random.Random, device: str) -> list[str]:
-    """Questions about how a device is doing: answered by a status report, not by changing anything."""
-    return [
-        f"how hot is the {device}",
-        f"is the {device} still on",
-        f"is the {device} hot yet",
-        f"what temperature is the {device} at",
-        f"how fast is the {device} going",
-        "which lights are on",
-        "how much time is left",
-        f"is the {device} running",
-        f"what mode is the {device} in",
-        f"has the {device} warmed up",
-        f"what is the {device} doing right now",
-        "anything still switched on",
-        f"did I leave the {device} on",
+def _described(rng: random.Random, r: Reading) -> tuple[str, dict]:
+    """Shapes the frames do not know: the description filled in, or its words with each argument's value."""
+    args = {a.name: _value(rng, a, unit_of(a, r)) for a in r.command.args}
+    if rng.random() < 0.5:
+        return _fill(r.clause, r, rng, args), args
+    said = [
+        f"{a.name.replace('_', ' ')} {say_number(rng, a, args[a.name], r) if a.type in ('integer', 'number') else args[a.name]}"  # noqa: E501
+        for a in r.command.args
     ]
+    return f"{' '.join(r.name_words)} {' and '.join(said)}", args
 
 
-def _out_of_domain(rng: random.Random, avoid: set[str]) -> str:
-    roll = rng.random()
-    if roll < 0.45:
-        return rng.choice(OUT_OF_DOMAIN)
-    if roll < 0.65:
-        return rng.choice(ERRANDS).format(item=rng.choice(ITEMS))
-    devices = [d for d in OTHER_DEVICES if not any(w in avoid for w in d.split())]
-    return rng.choice(OTHER_DEVICE_FRAMES).format(d=rng.choice(devices), n=rng.randint(1, 60))
-
-
-def _pattern(r: Reading, subjects: set[str]) -> Callable[[random.Random], tuple[str, dict]]:
-    """The phrase pattern for one command, chosen by its arguments' types."""
+def _pattern(r: Reading, readings: list[Reading]) -> Maker:
+    """The phrase frame for one command, chosen by its arguments' types."""
     args = r.command.args
     numbers = [a for a in args if a.type in ("integer", "number")]
     enums = [a for a in args if a.type == "enum"]
     booleans = [a for a in args if a.type == "boolean"]
     if booleans and len(args) <= 2 and len(enums) == len(args) - 1:
         return lambda rng: _switch(rng, r, enums[0] if enums else None, booleans[0])
-    if len(args) == 1 and numbers and (r.verb == "start" or _unit(numbers[0], r) in ("minutes", "seconds", "hours")):
-        return lambda rng: _start_duration(rng, r, numbers[0])
     if len(args) == 1 and numbers:
         return lambda rng: _set_number(rng, r, numbers[0])
     if len(args) == 1 and enums:
         return lambda rng: _choose(rng, r, enums[0])
+    if len(args) == 2 and len(enums) == 1 and len(numbers) == 1:
+        return lambda rng: _place_and_number(rng, r, enums[0], numbers[0])
     if not args:
-        return lambda rng: _no_args(rng, r, subjects)
+        return lambda rng: _no_args(rng, r, readings)
     return lambda rng: _described(rng, r)
 
 
-def _described(rng: random.Random, r: Reading) -> tuple[str, dict]:
-    """Fallback for shapes the patterns do not know: the description with each argument's value."""
-    args = {a.name: _value(rng, a) for a in r.command.args}
-    values = " and ".join(
-        f"{a.name.replace('_', ' ')} {say_number(rng, a, args[a.name], r) if a.type in ('integer', 'number') else args[a.name]}"  # noqa: E501
-        for a in r.command.args
-    )
-    return f"{r.command.description.rstrip('.').lower()} with {values}", args
+def _situation(rng: random.Random, r: Reading, text: str, args: dict) -> str:
+    """Sometimes the reason comes first: "it's freezing in here, heater to 20" (only before turning up or on)."""
+    for a in r.command.args:
+        v = args[a.name]
+        if (a.type == "boolean" and not v) or (
+            a.type == "integer" and a.maximum and v < (a.maximum + (a.minimum or 0)) / 2
+        ):
+            return text
+    for key, (yes, _) in SITUATIONS.items():
+        if yes and any(key in o.split() for o in r.obj) and rng.random() < 0.25:
+            return rng.choice(yes).format(where="") + rng.choice([", ", " so ", ". ", ", can you "]) + text
+    return text
 
 
-def _dress(rng: random.Random, text: str) -> str:
-    """Politeness and the look of a transcript: capitals, punctuation, fillers."""
-    # "could you ..." only before an instruction, not before "it's too dark" or "is the oven on"
-    before = rng.choice(POLITE_BEFORE if text.split()[0] in IMPERATIVES else ["", "", "hey, ", "ok, ", "um, "])
-    text = before + text + rng.choice(POLITE_AFTER)
-    if before.startswith(("could", "can", "would")) and rng.random() < 0.7:
+def _dress(rng: random.Random, text: str, wishes: bool = True) -> str:
+    """As people type or say it: orders or questions, polite or curt, fillers, wishes, punctuation, case."""
+    imperative = text.split()[0].lower() in IMPERATIVE if text.split() else False
+    roll = rng.random()
+    question = False
+    if imperative and roll < 0.3:
+        before = rng.choice(POLITE_BEFORE)
+        question = before.startswith(("could", "can", "would"))
+        text = before + text
+    elif imperative and wishes and roll < 0.4:
+        text = rng.choice(WISHES) + text
+        question = text.startswith(("can", "could"))
+    if rng.random() < 0.25:
+        text = rng.choice(OPENERS) + text
+    if rng.random() < 0.25:
+        text += rng.choice(AFTER)
+    if question and rng.random() < 0.7:
         text += "?"
     elif rng.random() < 0.3:
-        text += rng.choice([".", ".", "!"])
-    if rng.random() < 0.4:
+        text += rng.choice([".", ".", "!", "..."])
+    if rng.random() < 0.35:
         text = text[0].upper() + text[1:]
+    elif rng.random() < 0.05:
+        text = text.upper()
     return " ".join(text.split())
+
+
+def vocabulary(commands: CommandSet) -> set[str]:
+    """Every word of the set: its names, descriptions and enum values (a device it holds is not 'other')."""
+    parts = [commands.name, commands.description]
+    for c in commands.commands.values():
+        parts += [c.name.replace("_", " "), c.description, *(str(v) for a in c.args for v in a.enum)]
+    text = " ".join(parts)
+    return set(re.findall(r"[a-z]+", text.lower())) - STOP_WORDS
+
+
+def _out_of_domain(rng: random.Random, avoid: set[str]) -> str:
+    roll = rng.random()
+    if roll < 0.5:
+        return rng.choice(OUT_OF_DOMAIN)
+    if roll < 0.7:
+        return rng.choice(ERRANDS).format(item=rng.choice(ITEMS))
+    devices = [d for d, near in OTHER_DEVICES.items() if not (set(d.split()) | near) & avoid]
+    return rng.choice(OTHER_DEVICE_FRAMES).format(d=rng.choice(devices), n=rng.randint(1, 60))
 
 
 def generate(commands: CommandSet, per_command: int = 300, seed: int = 0) -> list[Example]:
     """About ``per_command`` distinct requests for each command (fewer when a command has fewer phrasings)."""
     rng = random.Random(seed)
     readings = [read_command(c) for c in commands.commands.values() if c.name != commands.unknown]
-    subjects = {r.subject for r in readings if r.subject}
-    avoid = {w for r in readings for w in [r.subject, *NOUNS.get(r.subject, [])]}
-    makers: list[tuple[Callable[[random.Random], tuple[str, dict]], str]] = [
-        (_pattern(r, subjects), r.command.name) for r in readings
-    ]  # noqa: E501
+    makers: list[tuple[Maker, str, Reading | None]] = [(_pattern(r, readings), r.command.name, r) for r in readings]
     actions = makers[:]
     if commands.unknown:
-        makers.append((lambda g: (_out_of_domain(g, avoid), {}), commands.unknown))
+        avoid = vocabulary(commands)
+        makers.append((lambda g: (_out_of_domain(g, avoid), {}), commands.unknown, None))
     examples: list[Example] = []
     seen: set[str] = set()
-    for make, name in makers:
+    for make, name, reading in makers:
         made, tries = 0, 0
         while made < per_command and tries < per_command * 20:
             tries += 1
             text, args = make(rng)
-            if name != commands.unknown and len(actions) > 1 and rng.random() < 0.06:
-                # two requests in one breath: the first is done (one command per request)
-                other = rng.choice([m for m, n in actions if n != name])
-                text += rng.choice([" and ", " and then ", ", then "]) + other(rng)[0]
-            text = _dress(rng, text)
+            if reading is not None:
+                text = _situation(rng, reading, text, args)
+                if len(actions) > 1 and rng.random() < 0.05:
+                    # two requests in one breath: the first is done (one command per request)
+                    other = rng.choice([m for m, n, _ in actions if n != name])
+                    text += rng.choice([" and ", " and then ", ", then "]) + other(rng)[0]
+            text = _dress(rng, text, wishes=reading is not None)
             if text.lower() in seen:
                 continue
             seen.add(text.lower())
