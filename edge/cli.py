@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
+from .bundle import MAX_CONTEXT, MAX_VOCAB, SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
 from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle_dir
 from .errors import EdgeError
 from .system import peak_rss_mb
@@ -52,6 +54,41 @@ outgrows the context, the oldest turns are dropped (the system prompt is kept).
 """
 
 
+MAX_THREADS = min(256, 4 * (os.cpu_count() or 1))  # beyond this onnxruntime only thrashes (thousands hang)
+
+
+def ranged(kind: type, low: float, high: float = math.inf, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type=`` parsing ``kind`` (int or float) within [low, high], or (low, high] when ``above``.
+
+    Every numeric flag goes through here, so a bad value is argparse's usual one-line
+    ``edge-run: error: argument --port: ...`` (exit 2), never a traceback or a silent empty run.
+    """
+    noun = "an integer" if kind is int else "a number"
+    if above:
+        expected = f"{noun} above {low}" + (f" and at most {high}" if high < math.inf else "")
+    else:
+        expected = f"{noun} from {low} to {high}" if high < math.inf else f"{noun} >= {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value) or value > high or (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"{text} is out of range; expected {expected}")
+        return value
+
+    return parse
+
+
+def argv_text(text: str) -> str:
+    """Text from the command line or a terminal, with bytes that are not UTF-8 as U+FFFD, as stdin is read.
+
+    Python hands such bytes over as lone surrogates (surrogateescape), which the tokenizer cannot encode.
+    """
+    return _decode(text.encode("utf-8", "surrogateescape"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-run",
@@ -63,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", "-m", metavar="PATH", help="bundle folder or its model.onnx (default: the default bundle)"
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--prompt", "-p", metavar="TEXT", help="text to answer (default: read stdin)")
+    mode.add_argument("--prompt", "-p", type=argv_text, metavar="TEXT", help="text to answer (default: read stdin)")
     mode.add_argument("--chat", action="store_true", help="interactive chat with history")
     mode.add_argument("--audio", nargs="+", metavar="WAV", help="transcribe these WAV files (speech bundles)")
     mode.add_argument("--listen", action="store_true", help="transcribe the microphone live, utterance by utterance")
@@ -77,24 +114,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="map each request to a command of this command set (JSON), one line each "
         "(default for a bundle from `edge-export specialise`: the set it was trained on)",
     )
-    p.add_argument("--system", metavar="TEXT", help="system prompt for chat models")
+    p.add_argument("--system", type=argv_text, metavar="TEXT", help="system prompt for chat models")
     p.add_argument("--raw", action="store_true", help="continue the text as is, without the chat template")
     s = p.add_argument_group("sampling")
-    s.add_argument("--temperature", "-t", type=float, metavar="T", default=0.7, help="0 = greedy (default: 0.7)")
     s.add_argument(
-        "--top-k", type=int, metavar="K", default=40, help="keep the k likeliest tokens, 0 = off (default: 40)"
+        "--temperature", "-t", type=ranged(float, 0), metavar="T", default=0.7, help="0 = greedy (default: 0.7)"
     )
-    s.add_argument("--top-p", type=float, metavar="P", default=0.9, help="nucleus sampling mass (default: 0.9)")
+    s.add_argument(
+        "--top-k",
+        type=ranged(int, 0, MAX_VOCAB),
+        metavar="K",
+        default=40,
+        help="keep the k likeliest tokens, 0 = off (default: 40)",
+    )
+    s.add_argument(
+        "--top-p",
+        type=ranged(float, 0, 1, above=True),
+        metavar="P",
+        default=0.9,
+        help="nucleus sampling mass (default: 0.9)",
+    )
     s.add_argument(
         "--repetition-penalty",
         metavar="R",
-        type=float,
+        type=ranged(float, 0, above=True),
         default=1.0,
         help="penalise tokens already seen, e.g. 1.1; 1 = off (default: 1)",
     )
-    s.add_argument("--seed", type=int, metavar="N", help="fix the random seed: same seed, same output")
-    s.add_argument("--max-new-tokens", "-n", type=int, metavar="N", default=256, help="reply length cap (default: 256)")
-    s.add_argument("--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)")
+    s.add_argument(
+        "--seed", type=ranged(int, 0, 2**64 - 1), metavar="N", help="fix the random seed: same seed, same output"
+    )
+    s.add_argument(
+        "--max-new-tokens",
+        "-n",
+        type=ranged(int, 1, MAX_CONTEXT),
+        metavar="N",
+        default=256,
+        help="reply length cap (default: 256)",
+    )
+    s.add_argument(
+        "--stop", action="append", type=argv_text, metavar="TEXT", help="stop when this text appears (repeatable)"
+    )
     a = p.add_argument_group("speech")
     a.add_argument("--device", metavar="N|NAME", help="microphone for --listen (default: the system default)")
     a.add_argument(
@@ -106,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --commands: the speech bundle for --audio/--listen (default: the default speech bundle)",
     )
     a.add_argument(
-        "--duration", type=float, metavar="S", help="with --listen: stop after S seconds of audio (default: Ctrl-C)"
+        "--duration",
+        type=ranged(float, 0, above=True),
+        metavar="S",
+        help="with --listen: stop after S seconds of audio (default: Ctrl-C)",
     )
     a.add_argument(
         "--audio-context",
@@ -118,11 +181,36 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others are reachable by anyone)"
     )
-    h.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    h.add_argument("--port", type=ranged(int, 0, 65535), default=8080, help="port to listen on (default: 8080)")
+    h.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=os.environ.get("EDGE_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on every /v1 request (OpenAI clients: api_key=KEY; "
+        "the panel page asks for it once); prefer the EDGE_API_KEY environment variable, as a flag "
+        "shows in ps (default: $EDGE_API_KEY, else none)",
+    )
+    h.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to this host name, e.g. panel.local (repeatable); the server "
+        "answers to its --host address (and localhost on loopback) and refuses other names, so that no "
+        "web page can reach it through a DNS name of its own",
+    )
     r = p.add_argument_group("runtime")
-    r.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: onnxruntime's choice)")
     r.add_argument(
-        "--max-context", type=int, metavar="N", help="context window in tokens (default: 2048, capped by the model)"
+        "--threads",
+        type=ranged(int, 1, MAX_THREADS),
+        metavar="N",
+        help=f"CPU threads, at most {MAX_THREADS} here (default: onnxruntime's choice)",
+    )
+    r.add_argument(
+        "--max-context",
+        type=ranged(int, 1, MAX_CONTEXT),
+        metavar="N",
+        help="context window in tokens (default: 2048, capped by the model)",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object with the text and timings")
     r.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -168,6 +256,11 @@ MAX_PROMPT_BYTES = 1 << 20  # far beyond any context window; bounds memory on a 
 MAX_REQUEST_BYTES = 4096  # one spoken or typed command
 
 
+def _decode(data: bytes) -> str:
+    """User text as bytes -> str: control characters kept, invalid UTF-8 as U+FFFD, never an error."""
+    return data.decode("utf-8", errors="replace")
+
+
 def _read_stdin() -> str:
     data = sys.stdin.buffer.read(MAX_PROMPT_BYTES + 1)
     if len(data) > MAX_PROMPT_BYTES:
@@ -175,7 +268,7 @@ def _read_stdin() -> str:
             f"standard input is over {MAX_PROMPT_BYTES >> 20} MB, far more than the model's context",
             "pass a shorter prompt",
         )
-    return data.decode("utf-8", errors="replace")
+    return _decode(data)
 
 
 def read_requests(stream, limit: int = MAX_REQUEST_BYTES) -> Iterator[str]:
@@ -184,7 +277,7 @@ def read_requests(stream, limit: int = MAX_REQUEST_BYTES) -> Iterator[str]:
         if not line.endswith(b"\n"):
             while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
                 pass  # skip the rest of an overlong line without holding it
-        yield line.decode("utf-8", errors="replace").strip()
+        yield _decode(line).strip()
 
 
 def run_prompt(model, args) -> int:
@@ -230,9 +323,11 @@ def run_chat(model, args) -> int:
     session = model.chat(system=args.system)
     sampling = _sampling(args)
     print("edge chat: type a message; Ctrl-C stops a reply, Ctrl-D or /exit quits.", file=sys.stderr)
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # bytes that are not UTF-8 reach argv_text, not a traceback
     while True:
         try:
-            line = input("> ")
+            line = argv_text(input("> "))
         except EOFError:
             print(file=sys.stderr)
             return 0
@@ -334,7 +429,15 @@ def run_serve(args) -> int:
             if args.asr_model:
                 raise
             print(f"edge-run: warning: commands by text only, no speech: {e}", file=sys.stderr)
-    serve(model, command_set, recognizer, host=args.host, port=args.port)
+    serve(
+        model,
+        command_set,
+        recognizer,
+        host=args.host,
+        port=args.port,
+        allow_hosts=tuple(args.allow_host),
+        api_key=args.api_key,
+    )
     return 0
 
 

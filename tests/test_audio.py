@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import struct
 import subprocess
+import tracemalloc
 import wave
 
 import numpy as np
 import pytest
 
-from edge.audio import N_SAMPLES, SAMPLE_RATE, load_audio, log_mel_spectrogram, mel_filters, pad_or_trim, resample
+from edge.audio import (
+    N_SAMPLES,
+    SAMPLE_RATE,
+    decode_audio,
+    load_audio,
+    log_mel_spectrogram,
+    mel_filters,
+    pad_or_trim,
+    read_audio,
+    resample,
+)
 from edge.errors import AudioError
 
 
@@ -214,3 +226,61 @@ def test_unsupported_encoding(tmp_path):
 def test_empty_wav(tmp_path):
     with pytest.raises(AudioError, match="no audio"):
         load_audio(write_pcm(tmp_path / "empty.wav", np.zeros(0, np.float32)))
+
+
+@pytest.mark.parametrize(
+    "channels, rate, reason",
+    [(1, 1, "sample rate of 1 Hz"), (1, 10**9, "sample rate of 1000000000 Hz"), (9, SAMPLE_RATE, "9 channels")],
+)
+def test_absurd_header_is_refused_before_any_sample_is_read(tmp_path, channels, rate, reason):
+    # 1 Hz used to be resampled to 16 kHz for minutes, gigabytes climbing; now refused from the header alone
+    path = write_riff(tmp_path / "h.wav", 0x0001, bytes(2 * channels * 1000), channels=channels, rate=rate, width=2)
+    with pytest.raises(AudioError, match=reason) as e:
+        load_audio(path)
+    assert str(path) in str(e.value) and "sox" in e.value.hint
+
+
+class EndlessWav(io.RawIOBase):
+    """A WAV header followed by silence that never ends, as a FIFO or a streamed upload delivers it."""
+
+    def __init__(self, header: bytes):
+        self.header = header
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = len(buffer)
+        chunk, self.header = self.header[:n], self.header[n:]
+        buffer[: len(chunk)] = chunk
+        buffer[len(chunk) : n] = bytes(n - len(chunk))
+        return n
+
+
+def test_endless_or_long_audio_is_read_in_bounded_memory(tmp_path):
+    header = write_riff(tmp_path / "s.wav", 0x0001, b"", rate=48000, width=2).read_bytes()[:-4] + b"\xff" * 4
+    tracemalloc.start()
+    with pytest.raises(AudioError, match="more than 5 s of audio at 48000 Hz") as e:
+        read_audio(io.BufferedReader(EndlessWav(header)), "the stream", max_seconds=5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20 and "sox in.wav -r 16000 -c 1 part.wav trim 0 5" in e.value.hint
+    # what the server passes: a 2 s clip under a 1 s cap is refused, under the default it loads
+    clip = write_pcm(tmp_path / "clip.wav", band_limited(SAMPLE_RATE, 2.0)).read_bytes()
+    with pytest.raises(AudioError, match="more than 1 s"):
+        decode_audio(clip, "the request body", max_seconds=1)
+    assert len(decode_audio(clip)) == 2 * SAMPLE_RATE
+    with pytest.raises(AudioError, match="not a WAV"):
+        load_audio("/dev/zero")
+
+
+def test_resampler_cost_follows_the_output_length():
+    # 383999 Hz shares no factor with 16 kHz: a full polyphase table would be 16000 x 1626 taps (200 MB)
+    audio = band_limited(383999, 0.25)
+    tracemalloc.start()
+    out = resample(audio, 383999)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(out) == 4000 and peak < 64 << 20
+    reference = band_limited(SAMPLE_RATE, 0.25)
+    assert np.abs(out[400:-400] - reference[400:-400]).max() < 1e-3

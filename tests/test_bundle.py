@@ -126,3 +126,55 @@ def test_garbage_model_file_is_refused_before_onnxruntime(bundle_copy):
     write_manifest(bundle_copy, manifest)
     with pytest.raises(BundleError, match="not a readable ONNX model"):
         open_bundle(bundle_copy)
+
+
+def _edit_manifest(bundle, edit) -> None:
+    path = bundle / "edge.json"
+    raw = json.loads(path.read_text())
+    edit(raw)
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda m: m.update(files=list(m["files"])), "'files' is a list of"),
+        (lambda m: m.update(task=["text-generation"]), "'task' is a list of 1; expected a string"),
+        (
+            lambda m: m["kv_cache"].update(head_dim=10**12),
+            "'kv_cache.head_dim' is 1000000000000; expected an integer from 1 to 4096",
+        ),
+        (lambda m: m["kv_cache"].update(num_layers=10**6), "'kv_cache.num_layers' is 1000000"),
+        (lambda m: m["kv_cache"].update(num_kv_heads=True), "'kv_cache.num_kv_heads' is true; expected an integer"),
+        (lambda m: m["kv_cache"].update(past_key="{layer:>999999999}"), "'kv_cache.past_key'"),
+        (lambda m: m["tokens"].update(stop_ids=[]), "'tokens.stop_ids' is a list of 0; expected a non-empty list"),
+        (lambda m: m["tokens"].update(stop_ids=[10**9]), "'tokens.stop_ids[0]' is 1000000000"),
+        (lambda m: m["tokens"].update(bos_id=m["vocab_size"]), "'tokens.bos_id' is"),
+        (lambda m: m.update(vocab_size=10**30), "'vocab_size' is 1000000000000000000000000000000"),
+        (lambda m: m.update(context_length=-1), "'context_length' is -1; expected an integer from 1 to 10000000"),
+        (lambda m: m["files"]["model.onnx"].update(size=-5), "'files.model.onnx.size' is -5"),
+        (lambda m: m["files"]["model.onnx"].update(sha256=None), "'files.model.onnx.sha256' is null"),
+        (lambda m: m.pop("kv_cache"), "'kv_cache' missing; expected an object"),
+        (lambda m: m.update(format_version=True), "'format_version' is true"),
+    ],
+)
+def test_manifest_field_of_the_wrong_type_or_size_names_the_field(bundle_copy, edit, field):
+    _edit_manifest(bundle_copy, edit)
+    with pytest.raises(BundleError) as e:
+        open_bundle(bundle_copy)
+    assert f"edge.json: field {field}" in str(e.value) and "fix: rebuild it with `edge-export" in str(e.value)
+
+
+def test_unknown_manifest_fields_are_ignored(bundle_copy):
+    _edit_manifest(bundle_copy, lambda m: m.update(from_the_future={"x": [1]}) or m["kv_cache"].update(extra=1))
+    assert open_bundle(bundle_copy).manifest.kv_cache.num_layers > 0
+
+
+def test_deeply_nested_or_endless_manifest_is_refused(bundle_copy):
+    (bundle_copy / "edge.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="unreadable manifest .*nested"):
+        open_bundle(bundle_copy)
+    (bundle_copy / "edge.json").unlink()
+    (bundle_copy / "edge.json").symlink_to("/dev/zero")  # reads 16 MB, not forever
+    with pytest.raises(BundleError, match="unreadable manifest .*over the limit"):
+        read_manifest(bundle_copy)

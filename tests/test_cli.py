@@ -68,7 +68,45 @@ def test_missing_model_is_a_one_line_error(tmp_path):
 
 def test_bad_sampling_option_is_a_clear_error(tiny_bundle):
     r = run("--model", str(tiny_bundle("llama", "fp32")), "--prompt", "hi", "--top-p", "0")
-    assert r.returncode == 1 and "top_p" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "argument --top-p: 0 is out of range" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--port", "70000", "an integer from 0 to 65535"),
+        ("--threads", "5000", "an integer from 1 to"),
+        ("--threads", "0", "an integer from 1 to"),
+        ("--max-new-tokens", "0", "an integer from 1 to"),
+        ("--max-new-tokens", "-5", "an integer from 1 to"),
+        ("--max-context", "0", "an integer from 1 to"),
+        ("--temperature", "-0.5", "a number >= 0"),
+        ("--temperature", "nan", "a number >= 0"),
+        ("--top-p", "1.5", "a number above 0 and at most 1"),
+        ("--top-k", "-1", "an integer from 0 to"),
+        ("--repetition-penalty", "0", "a number above 0"),
+        ("--seed", "-1", "an integer from 0 to"),
+        ("--duration", "inf", "a number above 0"),
+        ("--port", "eighty", "'eighty' is not an integer"),
+    ],
+)
+def test_numeric_flags_out_of_range_are_usage_errors(capsys, flag, value, expected):
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--prompt", "hi", flag, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"edge-run: error: argument {flag}" in err and expected in err
+
+
+def test_invalid_utf8_in_prompt_and_chat_is_text(tiny_bundle):
+    # argv and a terminal hand Python undecodable bytes as lone surrogates; the tokenizer cannot encode those
+    model = str(tiny_bundle("llama", "fp32"))
+    cmd = [sys.executable, "-m", "edge.cli", "--model", model, "-n", "3", "--seed", "0"]
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    for extra, stdin in (([b"--prompt", b"caf\xe9 \xff", b"--stop", b"\xfe"], b""), (["--chat"], b"caf\xe9\n")):
+        r = subprocess.run(cmd + extra, input=stdin, capture_output=True, cwd=ROOT, timeout=300, env=env)
+        assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr.decode(errors="replace")
 
 
 def test_no_model_and_no_default_bundle_prints_the_build_command(tmp_path):

@@ -71,6 +71,25 @@ def test_reads_the_reference_set():
         (lambda d: d["commands"]["light"]["args"]["on"].update({"minimum": 1}), "commands.light.args.on.minimum"),
         (lambda d: d["commands"]["note"]["args"]["text"].update({"maxLength": 0}), "commands.note.args.text.maxLength"),
         (lambda d: d["commands"]["set_temp"].update({"args": []}), "commands.set_temp.args"),
+        (
+            lambda d: d["commands"]["set_temp"]["args"]["celsius"].update({"minimum": float("nan")}),
+            "commands.set_temp.args.celsius.minimum",
+        ),
+        (
+            lambda d: d["commands"]["set_temp"]["args"]["celsius"].update({"minimum": 0.2, "maximum": 0.7}),
+            "commands.set_temp.args.celsius",
+        ),
+        (
+            lambda d: d["commands"]["note"]["args"]["text"].update({"maxLength": 10**12}),
+            "commands.note.args.text.maxLength",
+        ),
+        (
+            lambda d: d["commands"]["set_mode"]["args"]["mode"].update({"enum": list(range(10**4))}),
+            "commands.set_mode.args.mode.enum",
+        ),
+        (lambda d: d["commands"]["set_mode"].update({"description": "x" * 10**5}), "commands.set_mode.description"),
+        (lambda d: d["commands"].update({f"c{i}": {} for i in range(1000)}), "commands"),
+        (lambda d: d.update({"name": ["panel"]}), "name"),
     ],
 )
 def test_malformed_sets_name_the_field(mutate, field):
@@ -87,6 +106,26 @@ def test_unreadable_files_say_why(tmp_path):
     (tmp_path / "broken.json").write_text('{"commands": ')
     with pytest.raises(CommandSetError, match="not readable JSON"):
         CommandSet.from_file(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested"),
+        (b'{"commands": {"x": {"description": "\\ud800"}}}', "lone UTF-16 surrogate"),
+        (b'{"commands": {"x": {"description": "caf\xe9"}}}', "not UTF-8"),
+        (None, "over the limit"),  # /dev/zero: read up to the limit, not forever
+    ],
+)
+def test_hostile_set_files_are_refused_in_bounded_time(tmp_path, content, reason):
+    path = tmp_path / "set.json"
+    if content is None:
+        path.symlink_to("/dev/zero")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CommandSetError, match=f"not readable JSON .*{reason}") as e:
+        CommandSet.from_file(path)
+    assert str(path) in str(e.value) and e.value.hint
 
 
 @pytest.mark.parametrize(
