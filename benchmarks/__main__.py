@@ -149,6 +149,7 @@ def _quality(system: str, artifact: Path) -> dict:
     r = json.loads(report.read_text())
     return {
         "top1_agreement": r["top1_agreement"],
+        "tie_aware_agreement": r.get("tie_aware_agreement"),  # what the gate reads; bundles before it lack it
         "perplexity_increase": r["perplexity_increase"],
         "quality_gate": r["passed"],
     }
@@ -159,11 +160,13 @@ def markdown(rows: list[dict], title: str) -> str:
         title,
         "",
         "| system | precision | threads | decode tok/s | prompt tok/s | TTFT s | start->1st token s | "
-        "load s | peak RSS MB | size MB | top-1 agree | ppl increase |",
+        "load s | peak RSS MB | size MB | top-1 agree (tie-aware) | ppl increase |",
         "|" + "---|" * 12,
     ]
     for r in rows:
         agree = f"{r['top1_agreement']:.1%}" if "top1_agreement" in r else ""
+        if r.get("tie_aware_agreement") is not None:
+            agree += f" ({r['tie_aware_agreement']:.1%})"
         ppl = f"{r['perplexity_increase']:+.2%}" if "perplexity_increase" in r else ""
         lines.append(
             f"| {r['system']} | {r['precision']} | {r['threads']} | {r['decode_tokens_per_s']:.1f} | "

@@ -41,9 +41,9 @@ def load(path=None, *, threads: int | None = None, **options) -> TextModel | Spe
     """
     # onnxruntime is imported here, not at ``import edge``, so the package imports in milliseconds
     from .bundle import SPEECH_RECOGNITION, open_bundle
-    from .cache import default_bundle_dir
+    from .cache import default_bundle
 
-    bundle = open_bundle(default_bundle_dir() if path is None else path)
+    bundle = open_bundle(default_bundle() if path is None else path)
     if bundle.manifest.task == SPEECH_RECOGNITION:
         from .transcribe import SpeechRecognizer
 

@@ -1,11 +1,14 @@
-"""Where edge keeps per-user state: the default bundles and the checksum record."""
+"""Where edge keeps per-user state: the default bundles, where else they were exported, the checksum record."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from .bundle import SPEECH_RECOGNITION, TEXT_GENERATION
+from .bundle import MANIFEST, SPEECH_RECOGNITION, TEXT_GENERATION, Manifest, open_bundle
+from .errors import EdgeError
+from .files import atomic_write_json
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):
@@ -42,3 +45,47 @@ def build_command(task: str = TEXT_GENERATION) -> str:
     """The one command that builds the default bundle for ``task``."""
     source, precision = DEFAULTS[task]
     return f"edge-export {source} --precision {precision} --out {default_bundle_dir(task)}"
+
+
+def _index_path() -> Path:
+    return cache_dir() / "defaults.json"
+
+
+def _index() -> dict[str, str]:
+    try:
+        index = json.loads(_index_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def is_default_build(manifest: Manifest) -> bool:
+    """Whether a bundle is what :func:`build_command` would build: the default source and precision, unchanged."""
+    source, precision = DEFAULTS.get(manifest.task, (None, None))
+    return manifest.source.alias == source and manifest.precision == precision and manifest.commands is None
+
+
+def record_default(task: str, path: Path) -> None:
+    """Remember ``path``, a default build exported outside the cache, so edge-run uses it instead of building another.
+
+    Read, changed and replaced whole: two exports finishing at the same instant may keep only one
+    record, which costs a rebuild, never a wrong bundle (:func:`default_bundle` checks it).
+    """
+    _index_path().parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(_index_path(), _index() | {task: str(Path(path).resolve())})
+
+
+def default_bundle(task: str = TEXT_GENERATION) -> Path:
+    """The default bundle for ``task``: the cache's own when built, else the one edge-export last
+    recorded if it still verifies (every file's checksum) and is still a default build, else the
+    cache's folder, where it is to be built.
+    """
+    own = default_bundle_dir(task)
+    recorded = _index().get(task)
+    if (own / MANIFEST).is_file() or not isinstance(recorded, str):
+        return own
+    try:
+        bundle = open_bundle(recorded)
+    except (EdgeError, OSError):
+        return own
+    return bundle.path if bundle.manifest.task == task and is_default_build(bundle.manifest) else own

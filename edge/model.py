@@ -229,7 +229,7 @@ def load(
 ) -> TextModel:
     """Open a bundle (folder or its ``model.onnx``) and load it; ``None`` means the default bundle."""
     if path is None:
-        from .cache import default_bundle_dir
+        from .cache import default_bundle
 
-        path = default_bundle_dir()
+        path = default_bundle()
     return TextModel(open_bundle(Path(path)), threads=threads, max_context=max_context)

@@ -13,6 +13,10 @@ from edge.errors import EdgeError
 from .quantize import PRECISION_HELP
 from .sources import ALIASES
 
+USAGE = """\
+edge-export SOURCE --out DIR [--precision P] [options]
+       edge-export specialise --commands FILE --out DIR [options]   (options: edge-export specialise --help)"""
+
 EPILOG = (
     """\
 sources:
@@ -36,13 +40,20 @@ Speech models (fp32 or int8) default to {DEFAULT_SPEECH_PRECISION}; they are che
 clip shipped with edge-export, and the bundle includes the Silero voice activity detector
 when silero-vad is installed (`pip install --no-deps silero-vad`), which --listen needs.
 
+Exporting an alias at its default precision also makes that bundle edge-run's default for
+its task (recorded in the edge cache), so edge-run without --model does not build it again.
+
 examples:
   edge-export smollm2-135m --out bundles/smollm2
   edge-export smollm2-135m --precision int4 --out bundles/smollm2-int4 --strict
-  edge-run --model bundles/smollm2 --prompt "What is the capital of France?"
+  edge-run --model bundles/smollm2 --prompt "What is the capital of France?" --temperature 0
   edge-export whisper-tiny.en --out bundles/whisper
   edge-run --model bundles/whisper --audio command.wav
-  edge-export specialise --commands panel.json --out bundles/panel    # fine-tune for one command set
+
+specialise (a second form: fine-tune a chat model for one command set, then export it):
+  edge-export specialise --commands panel.json --out bundles/panel
+  edge-export specialise --commands panel.json --out bundles/panel-int4 --precision int4
+  edge-run --model bundles/panel --prompt "it's too dark in the hallway"
 """
 )
 
@@ -75,11 +86,17 @@ def _sigterm(signum, frame):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-export",
-        description="Export a small language or speech model to a quantized, verified edge bundle.",
+        usage=USAGE,
+        description="Export a small language or speech model to a quantized, verified edge bundle, "
+        "or (edge-export specialise) fine-tune a chat model for one command set and export that.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("source", help=f"an alias ({', '.join(ALIASES)}), a .gguf file or a Hugging Face folder")
+    p.add_argument(
+        "source",
+        help=f"an alias ({', '.join(ALIASES)}), a .gguf file or a Hugging Face folder; "
+        "or `specialise` for the second form",
+    )
     p.add_argument("--out", "-o", required=True, help="bundle folder to write (must not exist unless --force)")
     p.add_argument(
         "--precision",
@@ -94,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.95,
         metavar="F",
-        help="quality gate: teacher-forced top-1 agreement with fp32 (default: 0.95)",
+        help="quality gate: teacher-forced top-1 agreement with fp32, near-ties counting as agreement "
+        "(see README.md; default: 0.95)",
     )
     p.add_argument(
         "--max-ppl-increase",
@@ -201,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     elif specialising:
         print(f'try: edge-run --model {result.path} --prompt "turn on the kitchen light"')
     else:
-        print(f'try: edge-run --model {result.path} --prompt "What is the capital of France?"')
+        print(f'try: edge-run --model {result.path} --prompt "What is the capital of France?" --temperature 0')
     return 0
 
 

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +28,14 @@ from edge.bundle import (
     file_entries,
     write_manifest,
 )
-from edge.cache import DEFAULT_PRECISIONS
+from edge.cache import DEFAULT_PRECISIONS, DEFAULTS, default_bundle_dir, record_default
 from edge.errors import EdgeError
 from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
 
 from . import chat_template, sources, speech, verify
 from .graph import BUILDERS, DecoderSpec, save_model
+from .progress import Progress, Say, stderr_line
 from .quantize import quantize
 
 if TYPE_CHECKING:
@@ -63,27 +61,6 @@ class ExportResult:
     report: verify.QualityReport | speech.SpeechQualityReport
     seconds: float
     task: str = TEXT_GENERATION
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-class Progress:
-    """Numbered stages with timings: ``[2/6] build ONNX graph ... 3.1 s``."""
-
-    def __init__(self, say: Callable[[str], None], total: int = STAGES):
-        self.say = say
-        self.total = total
-        self.n = 0
-
-    @contextmanager
-    def stage(self, what: str) -> Iterator[None]:
-        self.n += 1
-        self.say(f"[{self.n}/{self.total}] {what} ...")
-        start = time.perf_counter()
-        yield
-        self.say(f"[{self.n}/{self.total}] {what}: done in {time.perf_counter() - start:.1f} s")
 
 
 def decoder_spec(family: str, config, context_length: int | None) -> DecoderSpec:
@@ -184,7 +161,7 @@ def export_bundle(
     strict: bool = False,
     thresholds: verify.Thresholds | None = None,
     context_length: int | None = None,
-    progress: Callable[[str], None] = _stderr,
+    progress: Say = stderr_line,
     specialisation: Specialisation | None = None,
 ) -> ExportResult:
     """Export ``source`` (alias, .gguf file, Hugging Face or CTranslate2 folder) to a verified bundle at ``out``.
@@ -208,12 +185,11 @@ def export_bundle(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        if task == SPEECH_RECOGNITION:
-            manifest, report = speech.build(src, work, precision, stages, progress, thresholds.min_agreement)
-        else:
-            manifest, report = _build_text(
-                src, work, precision, stages, progress, thresholds, context_length, specialisation
-            )
+        with sources.quiet_transformers():
+            if task == SPEECH_RECOGNITION:
+                manifest, report = speech.build(src, work, precision, stages, thresholds.min_agreement)
+            else:
+                manifest, report = _build_text(src, work, precision, stages, thresholds, context_length, specialisation)
         if not report.passed:
             msg = f"{precision} misses the quality gate ({report.gate()})"
             if strict:
@@ -225,12 +201,17 @@ def export_bundle(
             write_manifest(work, manifest)
         if specialisation is not None and manifest.commands is not None:
             with stages.stage(f"map {len(specialisation.validation)} held-out requests with the bundle"):
-                manifest.commands.training |= specialisation.check(work, progress)
+                manifest.commands.training |= specialisation.check(work, stages)
                 write_manifest(work, manifest)
         _publish(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    default_build = (src.alias, precision) == DEFAULTS[task] and not (specialisation or context_length)
+    if default_build and out != default_bundle_dir(task).resolve():
+        # edge-run without --model would otherwise build this same bundle again in the cache
+        record_default(task, out)
+        progress(f"edge-run will use this bundle as its default {task} model (recorded in the edge cache)")
     return ExportResult(out, report, time.perf_counter() - started, task)
 
 
@@ -239,7 +220,6 @@ def _build_text(
     work: Path,
     precision: str,
     stages: Progress,
-    progress: Callable[[str], None],
     thresholds: verify.Thresholds,
     context_length: int | None,
     specialisation: Specialisation | None = None,
@@ -253,13 +233,13 @@ def _build_text(
         try:
             template = chat_template.convert(loaded.tokenizer)
         except chat_template.ChatTemplateError as e:
-            progress(f"WARNING: {e}; the bundle gets no chat template, so prompts run as raw text")
+            stages.say(f"WARNING: {e}; the bundle gets no chat template, so prompts run as raw text")
             template = None
         loaded.tokenizer.backend_tokenizer.save(str(work / TOKENIZER_FILE))
     tokenizer = Tokenizer(work / TOKENIZER_FILE)
     commands = None
     if specialisation is not None:
-        commands = specialisation.tune(loaded, tokenizer, template, work, stages.stage, progress)
+        commands = specialisation.tune(loaded, tokenizer, template, work, stages)
     ids = _eval_ids(tokenizer, spec.context_length)
     layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
 
@@ -269,8 +249,10 @@ def _build_text(
     with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
         save_model(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
     with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
-        fp32_logits, source_diff = verify.check_fp32(loaded.model, fp32_path, layout, ids)
-        progress(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
+        fp32_logits, source_diff = verify.check_fp32(
+            loaded.model, fp32_path, layout, ids, stages.ticker(len(ids) - 1, "tokens")
+        )
+        stages.say(f"      max |logit diff| fp32 graph vs source: {source_diff:.2e}")
         if source_diff > verify.FP32_TOLERANCE:
             raise ExportError(
                 f"the fp32 graph disagrees with the source model (max logit diff {source_diff:.3g})",
@@ -281,10 +263,16 @@ def _build_text(
     del loaded  # the torch model is not needed past this point; free its memory
     model_path = work / MODEL_FILE
     with stages.stage(f"quantize to {precision}"):
-        quantize(fp32_path, model_path, precision, eight_bit_from_layer=_tuned_from(specialisation, spec))
+        quantize(
+            fp32_path, model_path, precision, eight_bit_from_layer=_tuned_from(specialisation, spec),
+            progress=lambda total: stages.ticker(total, "graph nodes"),
+        )  # fmt: skip
     with stages.stage(f"verify {precision} against fp32"):
-        report = verify.compare(precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds)
-        progress(report.table())
+        report = verify.compare(
+            precision, model_path, fp32_path, fp32_logits, source_diff, layout, ids, thresholds,
+            stages.ticker(len(ids) - 1, "tokens"),
+        )  # fmt: skip
+        stages.say(report.table())
     shutil.rmtree(fp32_dir)
     manifest = Manifest(
         task=TEXT_GENERATION,

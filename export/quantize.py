@@ -12,6 +12,7 @@ import onnx
 from edge.bundle import PRECISIONS
 
 from .graph import save_model
+from .progress import Ticker
 
 PRECISION_HELP = {
     "fp32": "no quantization (reference; largest and slowest)",
@@ -23,7 +24,12 @@ BLOCK_SIZE = 32
 
 
 def quantize(
-    fp32_path: Path, out_path: Path, precision: str, per_channel: bool = False, eight_bit_from_layer: int | None = None
+    fp32_path: Path,
+    out_path: Path,
+    precision: str,
+    per_channel: bool = False,
+    eight_bit_from_layer: int | None = None,
+    progress: Callable[[int], Ticker] | None = None,
 ) -> None:
     """Write ``fp32_path`` quantized to ``precision`` as ``out_path``, weights in ``<out_path>.data``.
 
@@ -33,6 +39,8 @@ def quantize(
 
     ``eight_bit_from_layer`` keeps int4's matmuls at 8 bits from that decoder layer up: a fine-tune
     moves those layers' weights by less than a 4-bit step, and 4 bits would round the change away.
+
+    ``progress(total)`` gives a ticker that counts the graph's nodes as int4 and int8-weight pack them.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -41,12 +49,19 @@ def quantize(
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        _quantize(fp32_path, out_path, precision, per_channel, eight_bit_from_layer)
+        _quantize(fp32_path, out_path, precision, per_channel, eight_bit_from_layer, progress)
     finally:
         root.setLevel(level)
 
 
-def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool, eight_bit_from: int | None) -> None:
+def _quantize(
+    fp32_path: Path,
+    out_path: Path,
+    precision: str,
+    per_channel: bool,
+    eight_bit_from: int | None,
+    progress: Callable[[int], Ticker] | None,
+) -> None:
     if precision == "fp32":
         save_model(onnx.load(str(fp32_path)), out_path)
     elif precision == "int8":
@@ -66,7 +81,9 @@ def _quantize(fp32_path: Path, out_path: Path, precision: str, per_channel: bool
         single.unlink()
     else:
         bits = 4 if precision == "int4" else 8
-        save_model(pack_blockwise(onnx.load(str(fp32_path)), bits, eight_bit_from=eight_bit_from), out_path)
+        model = onnx.load(str(fp32_path))
+        ticker = progress(len(model.graph.node)) if progress else None
+        save_model(pack_blockwise(model, bits, eight_bit_from=eight_bit_from, ticker=ticker), out_path)
 
 
 def _layer(node_name: str) -> int | None:
@@ -116,7 +133,9 @@ def _q8_symmetric(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (np.rint(blocks / d[..., None]) + 128).astype(np.uint8), d
 
 
-def pack_blockwise(model: onnx.ModelProto, bits: int, eight_bit_from: int | None = None) -> onnx.ModelProto:
+def pack_blockwise(
+    model: onnx.ModelProto, bits: int, eight_bit_from: int | None = None, ticker: Ticker | None = None
+) -> onnx.ModelProto:
     """Every MatMul with a constant weight becomes MatMulNBits with blocks of 32 along k.
 
     ``bits=4``: each block keeps ``w = d * q + min`` exactly (the GGUF Q4_1 scheme, see
@@ -142,7 +161,7 @@ def pack_blockwise(model: onnx.ModelProto, bits: int, eight_bit_from: int | None
         added.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    for node in model.graph.node:
+    for node in model.graph.node if ticker is None else ticker.over(model.graph.node):
         weight = inits.get(node.input[1]) if node.op_type == "MatMul" else None
         w = numpy_helper.to_array(weight) if weight is not None else None
         if w is None or w.ndim != 2 or w.shape[0] % BLOCK_SIZE:

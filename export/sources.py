@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -146,13 +149,31 @@ def _first(*ids: Any) -> int | None:
     return next((int(i) for i in ids if isinstance(i, int)), None)
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' notices and advice while an export runs; its errors still show.
+
+    Its logger goes to ERROR and its Python warnings are ignored, then both are put back. What it
+    says is advice for its own users (the legacy-tokenizer notice for GGUF sources; for Whisper the
+    attention mask, changed generation defaults and duplicated logits processors that
+    :func:`export.speech.source_transcribe` sets on purpose), and the export checks the result itself.
+    """
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="transformers")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def load(src: Source) -> LoadedSource:
     """Load the source into a float32 torch model and its fast tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the legacy-tokenizer notice is noise for GGUF sources
 
     path = Path(src.path)
     if src.kind == "gguf":

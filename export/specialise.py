@@ -24,7 +24,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from edge.commands import CommandSet
 from edge.files import atomic_write_bytes, atomic_write_json, sha256_file
 from edge.tokenizer import Tokenizer
 
+from .progress import Progress
 from .utterances import Example, generate, split
 
 
@@ -151,7 +152,7 @@ def evaluate(model, seqs: list[Sequence], pad_id: int, device: Any, batch_size: 
 
 
 def fine_tune(
-    model, train: list[Sequence], val: list[Sequence], recipe: Recipe, pad_id: int, say: Callable[[str], None]
+    model, train: list[Sequence], val: list[Sequence], recipe: Recipe, pad_id: int, stages: Progress
 ) -> dict[str, Any]:
     """Train ``model`` in place; return what it measured (steps, seconds, losses, held-out exact match)."""
     import torch
@@ -173,6 +174,7 @@ def fine_tune(
         return max(0.0, (total - step) / max(total - recipe.warmup_steps, 1))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    say = stages.say
     say(
         f"      training {n_trained / 1e6:.1f}M of {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M weights "
         f"on {device}: {len(train)} requests x {recipe.epochs} epochs = {total} steps"
@@ -180,7 +182,8 @@ def fine_tune(
     before = evaluate(model, val, pad_id, device)
     say(f"      held-out requests before training: exact match {before['exact']:.1%}, loss {before['loss']:.4f}")
     start = time.perf_counter()
-    step, recent = 0, []
+    ticker = stages.ticker(total, "steps")
+    recent: deque[float] = deque(maxlen=10)  # the loss shown is the mean of the last 10 steps
     for epoch in range(recipe.epochs):
         model.train()
         for batch in _batches(train, recipe.batch_size, rng):
@@ -192,16 +195,9 @@ def fine_tune(
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
             recent.append(loss.item())
-            if step % 10 == 0 or step == total:
-                elapsed = time.perf_counter() - start
-                eta = elapsed / step * (total - step)
-                say(
-                    f"      step {step}/{total} (epoch {epoch + 1}) loss {sum(recent) / len(recent):.4f}  "
-                    f"{elapsed:.0f} s, ETA {eta:.0f} s"
-                )
-                recent = []
+            ticker.step(f"(epoch {epoch + 1}) loss {sum(recent) / len(recent):.4f}")
+    ticker.close()
     seconds = time.perf_counter() - start
     held_out = evaluate(model, val, pad_id, device)
     say(f"      held-out requests: exact match {held_out['exact']:.1%} (teacher-forced), loss {held_out['loss']:.4f}")
@@ -259,7 +255,9 @@ class Specialisation:
         self.recipe = recipe or Recipe()
         self.validation: list[Example] = []
 
-    def tune(self, loaded, tokenizer: Tokenizer, template: ChatTemplate | None, work: Path, stage, say) -> CommandsInfo:
+    def tune(
+        self, loaded, tokenizer: Tokenizer, template: ChatTemplate | None, work: Path, stages: Progress
+    ) -> CommandsInfo:
         """Generate requests, fine-tune ``loaded.model`` in place, put the command set into ``work``."""
         from .pipeline import ExportError
 
@@ -268,7 +266,7 @@ class Specialisation:
                 f"{loaded.source.path}: specialising needs a chat model (it has no chat template)",
                 "use an instruction-tuned base such as smollm2-135m",
             )
-        r = self.recipe
+        r, stage, say = self.recipe, stages.stage, stages.say
         with stage(f"generate training requests from {self.commands_path.name}"):
             examples = generate(self.commands, r.per_command, r.seed)
             train, self.validation = split(examples, r.validation)
@@ -283,7 +281,7 @@ class Specialisation:
                 say(f"      reusing the fine-tuned weights of an earlier run with this recipe ({kept})")
                 measured = restore(loaded.model, kept)
             else:
-                measured = fine_tune(loaded.model, train_seqs, val_seqs, r, pad, say)
+                measured = fine_tune(loaded.model, train_seqs, val_seqs, r, pad, stages)
                 keep(loaded.model, measured, kept)
         # the set as it is now, checked against the one trained on: an edit during training would
         # leave the bundle prompting as specialised for a set it never saw
@@ -307,7 +305,7 @@ class Specialisation:
             key.update(json.dumps([s.ids, s.n_prompt]).encode())
         return cache_dir() / "specialised" / key.hexdigest()[:16]
 
-    def check(self, bundle_dir: Path, say) -> dict[str, Any]:
+    def check(self, bundle_dir: Path, stages: Progress) -> dict[str, Any]:
         """Map the held-out requests with edge's runtime on the written bundle; return the accuracy."""
         from edge.bundle import open_bundle
         from edge.command_model import CommandModel
@@ -315,7 +313,8 @@ class Specialisation:
 
         bundle = open_bundle(bundle_dir)
         parser = CommandModel(TextModel(bundle), CommandSet.from_file(bundle.commands_path))
-        right = sum(parser.parse(ex.text).command == ex.command for ex in self.validation)
+        held_out = stages.ticker(len(self.validation), "requests").over(self.validation)
+        right = sum(parser.parse(ex.text).command == ex.command for ex in held_out)
         accuracy = right / max(len(self.validation), 1)
-        say(f"      held-out requests through the bundle: {right}/{len(self.validation)} exact ({accuracy:.1%})")
+        stages.say(f"      held-out requests through the bundle: {right}/{len(self.validation)} exact ({accuracy:.1%})")
         return {"validation_accuracy": round(accuracy, 4)}

@@ -16,19 +16,33 @@ import numpy as np
 from edge.bundle import KVCacheLayout
 from edge.decoder import OnnxDecoder
 
+from .progress import Ticker
+
 MIN_EVAL_TOKENS = 128
 # The fp32 graph computes what the source computes; only float rounding may differ.
 FP32_TOLERANCE = 1e-2
+# A logit difference is a log probability ratio: within 0.1, fp32 itself rates the two tokens within
+# 10.5% of each other, a tie that the kernel's summation order decides. On SmolLM2 (1,009 tokens)
+# int8-weight's and int4's disagreements with fp32 have median fp32 gaps of 0.04 (all under 0.33),
+# and which of them flip moved raw agreement between 94.8% and 95.5% from machine to machine;
+# dynamic int8's are real (median 0.37, up to 4.5). See README "Export a bundle".
+TIE_MARGIN = 0.1
 
 
 def eval_text() -> str:
     return resources.files("export").joinpath("data/eval_text.txt").read_text(encoding="utf-8")
 
 
-def graph_logits(model_path: Path, layout: KVCacheLayout, ids: list[int], threads: int | None = None) -> np.ndarray:
-    """Teacher-forced logits through the KV-cache path: row ``t`` predicts ``ids[t + 1]``."""
+def graph_logits(
+    model_path: Path, layout: KVCacheLayout, ids: list[int], threads: int | None = None, ticker: Ticker | None = None
+) -> np.ndarray:
+    """Teacher-forced logits through the KV-cache path: row ``t`` predicts ``ids[t + 1]``.
+
+    One token per call, as generation runs: minutes for 1,009 tokens on a board, so ``ticker`` counts them.
+    """
     decoder = OnnxDecoder(model_path, layout, threads=threads)
-    return np.stack([decoder.forward([t]) for t in ids[:-1]])
+    steps = ids[:-1] if ticker is None else ticker.over(ids[:-1])
+    return np.stack([decoder.forward([t]) for t in steps])
 
 
 def perplexity(logits: np.ndarray, targets: list[int]) -> float:
@@ -36,6 +50,18 @@ def perplexity(logits: np.ndarray, targets: list[int]) -> float:
     logprobs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
     nll = -logprobs[np.arange(len(targets)), targets]
     return float(np.exp(nll.mean()))
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray, margin: float = TIE_MARGIN) -> tuple[float, float]:
+    """Top-1 agreement of ``logits`` with ``reference``: raw, and tie-aware.
+
+    Tie-aware, a position also agrees when the reference's logit for the token ``logits`` picked
+    is within ``margin`` of the reference's own top logit: the reference had no clear choice there.
+    """
+    rows = np.arange(len(reference))
+    ours, theirs = logits.argmax(-1), reference.argmax(-1)
+    gap = reference[rows, theirs] - reference[rows, ours]
+    return float((ours == theirs).mean()), float((gap < margin).mean())
 
 
 @dataclass
@@ -53,7 +79,9 @@ class QualityReport:
     size_bytes: int
     fp32_size_bytes: int
     size_vs_fp32: float
-    top1_agreement: float
+    top1_agreement: float  # raw: the same top token as fp32
+    tie_aware_agreement: float  # what the gate reads: the same, or one fp32 rates within ``tie_margin``
+    tie_margin: float
     perplexity_fp32: float
     perplexity: float
     perplexity_increase: float
@@ -68,7 +96,7 @@ class QualityReport:
 
     def gate(self) -> str:
         return (
-            f"agreement {self.top1_agreement:.1%} (>= {self.min_agreement:.0%}), "
+            f"tie-aware agreement {self.tie_aware_agreement:.1%} (>= {self.min_agreement:.0%}), "
             f"perplexity {self.perplexity_increase:+.2%} (<= {self.max_ppl_increase:+.0%})"
         )
 
@@ -79,9 +107,11 @@ class QualityReport:
         rows = [
             ("precision", self.precision),
             ("size", f"{mb:.1f} MB ({self.size_vs_fp32:.0%} of fp32 {fp32_mb:.1f} MB)"),
+            ("top-1 agreement with fp32", f"{self.top1_agreement:.1%} over {self.eval_tokens} tokens"),
             (
-                "top-1 agreement with fp32",
-                f"{self.top1_agreement:.1%} over {self.eval_tokens} tokens (gate >= {self.min_agreement:.0%})",
+                "tie-aware agreement",
+                f"{self.tie_aware_agreement:.1%} (ties within {self.tie_margin} of fp32's top logit count; "
+                f"gate >= {self.min_agreement:.0%})",
             ),
             ("perplexity fp32 -> this", f"{ppl}, gate <= {self.max_ppl_increase:+.0%})"),
             ("max |logit diff| vs fp32", f"{self.max_abs_logit_diff:.3f}"),
@@ -99,9 +129,11 @@ def source_logits(model, ids: list[int]) -> np.ndarray:
         return model(torch.tensor([ids])).logits[0, :-1].float().numpy()
 
 
-def check_fp32(model, fp32_path: Path, layout: KVCacheLayout, ids: list[int]) -> tuple[np.ndarray, float]:
+def check_fp32(
+    model, fp32_path: Path, layout: KVCacheLayout, ids: list[int], ticker: Ticker | None = None
+) -> tuple[np.ndarray, float]:
     """The fp32 graph's teacher-forced logits and their largest difference from the source model."""
-    onnx_logits = graph_logits(fp32_path, layout, ids)
+    onnx_logits = graph_logits(fp32_path, layout, ids, ticker=ticker)
     diff = float(np.abs(onnx_logits - source_logits(model, ids)).max())
     return onnx_logits, diff
 
@@ -115,12 +147,13 @@ def compare(
     layout: KVCacheLayout,
     ids: list[int],
     thresholds: Thresholds,
+    ticker: Ticker | None = None,
 ) -> QualityReport:
     """Measure the quantized graph at ``model_path`` against the fp32 graph's logits."""
-    logits = fp32_logits if precision == "fp32" else graph_logits(model_path, layout, ids)
+    logits = fp32_logits if precision == "fp32" else graph_logits(model_path, layout, ids, ticker=ticker)
     targets = ids[1:]
     ppl_fp32, ppl = perplexity(fp32_logits, targets), perplexity(logits, targets)
-    agreement = float((logits.argmax(-1) == fp32_logits.argmax(-1)).mean())
+    raw, tie_aware = agreement(logits, fp32_logits)
     increase = ppl / ppl_fp32 - 1
     size = sum(p.stat().st_size for p in model_path.parent.glob(model_path.name + "*"))
     fp32_size = sum(p.stat().st_size for p in fp32_path.parent.glob(fp32_path.name + "*"))
@@ -130,7 +163,9 @@ def compare(
         size_bytes=size,
         fp32_size_bytes=fp32_size,
         size_vs_fp32=size / fp32_size,
-        top1_agreement=agreement,
+        top1_agreement=raw,
+        tie_aware_agreement=tie_aware,
+        tie_margin=TIE_MARGIN,
         perplexity_fp32=ppl_fp32,
         perplexity=ppl,
         perplexity_increase=increase,
@@ -138,5 +173,5 @@ def compare(
         fp32_vs_source_max_abs_logit_diff=fp32_vs_source,
         min_agreement=thresholds.min_agreement,
         max_ppl_increase=thresholds.max_ppl_increase,
-        passed=agreement >= thresholds.min_agreement and increase <= thresholds.max_ppl_increase,
+        passed=tie_aware >= thresholds.min_agreement and increase <= thresholds.max_ppl_increase,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import subprocess
 import sys
 
@@ -26,12 +27,38 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def smollm2_bundle(tmp_path_factory):
+def smollm2_cache(tmp_path_factory):
+    """The edge cache the export records its default bundle in (module fixtures run before the private one)."""
+    return tmp_path_factory.mktemp("smollm2-cache")
+
+
+@pytest.fixture(scope="module")
+def smollm2_bundle(tmp_path_factory, smollm2_cache):
     from export import export_bundle
 
     out = tmp_path_factory.mktemp("smollm2") / "bundle"
-    result = export_bundle("smollm2-135m", out, DEFAULT_PRECISION, progress=lambda line: print(line))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGE_CACHE_DIR", str(smollm2_cache))
+        result = export_bundle("smollm2-135m", out, DEFAULT_PRECISION, progress=lambda line: print(line))
     return result
+
+
+def readme_first_command() -> list[str]:
+    """The arguments of the README's first command, the `edge-run` that ends the fresh-machine setup line."""
+    setup = next(line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("python3 -m venv"))
+    return shlex.split(setup.rsplit("&& edge-run ", 1)[1])
+
+
+def test_the_readmes_first_command_says_paris(smollm2_bundle, smollm2_cache, monkeypatch):
+    """The README's exact first command, no --model: it uses the bundle exported above, builds none, answers Paris."""
+    from tests.conftest import run_lean_cli
+
+    args = readme_first_command()
+    assert "--model" not in args and "--prompt" in args
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(smollm2_cache))
+    answers = {run_lean_cli(*args).stdout for _ in range(2)}
+    assert len(answers) == 1 and "Paris" in answers.pop()  # the same answer every time
+    assert not (smollm2_cache / "bundles").exists()  # the exported bundle was used, not a second one built
 
 
 def test_default_precision_passes_the_quality_gate(smollm2_bundle):

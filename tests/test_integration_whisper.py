@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -69,7 +70,13 @@ MAX_WER = 0.25
 
 
 @pytest.fixture(scope="module")
-def whisper_bundle(tmp_path_factory):
+def whisper_cache(tmp_path_factory):
+    """The edge cache the export records its default bundle in (module fixtures run before the private one)."""
+    return tmp_path_factory.mktemp("whisper-cache")
+
+
+@pytest.fixture(scope="module")
+def whisper_bundle(tmp_path_factory, whisper_cache):
     """The default speech bundle, exported the way a user would: the edge-export command."""
     out = tmp_path_factory.mktemp("whisper") / "bundle"
     r = subprocess.run(
@@ -77,9 +84,12 @@ def whisper_bundle(tmp_path_factory):
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=os.environ | {"EDGE_CACHE_DIR": str(whisper_cache)},
         timeout=600,
     )
     assert r.returncode == 0, r.stderr
+    # transformers' advice to its own users is silenced: the export prints its stages and report only
+    assert "attention mask" not in r.stderr and "logits processor" not in r.stderr, r.stderr
     return out
 
 
@@ -96,6 +106,16 @@ def test_export_report_matches_the_source(whisper_bundle):
     assert report["fp32_vs_source_max_abs_logit_diff"] < 1e-3
     assert report["passed"]
     assert words(report["text"]) == words(report["source_text"])
+
+
+def test_edge_run_without_model_uses_the_exported_bundle(whisper_bundle, whisper_cache, tmp_path, monkeypatch):
+    """`edge-export whisper-tiny.en --out DIR`, then edge-run with no --model: DIR is the default, none is built."""
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(whisper_cache))
+    r = run_lean_cli("--audio", str(ROOT / "export" / "data" / "speech_check.wav"), "--json", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((whisper_bundle / "report.json").read_text())
+    assert words(json.loads(r.stdout)["transcript"]) == words(report["text"])
+    assert not (whisper_cache / "bundles").exists()
 
 
 def test_edge_run_transcribes_a_wav_without_torch(whisper_bundle, spoken, tmp_path):

@@ -114,3 +114,21 @@ def test_an_untied_embedding_stays_as_it_was():
     packed = pack_blockwise(model, 4)
     assert "embed" in {i.name for i in packed.graph.initializer}
     assert "Gather" in [n.op_type for n in packed.graph.node]
+
+
+def test_the_gate_counts_near_ties_as_agreement_but_not_real_disagreements():
+    from export.verify import TIE_MARGIN, agreement
+
+    fp32 = np.array(
+        [
+            [5.0, 1.0, 0.0],  # quantized picks the same token
+            [5.0, 5.0 - TIE_MARGIN / 2, 0.0],  # picks fp32's runner-up, a near-tie: agrees
+            [5.0, 4.0, 0.0],  # picks a token fp32 rates a whole logit lower: disagrees
+            [5.0, 5.0 - 1.01 * TIE_MARGIN, 0.0],  # just beyond the margin: disagrees
+        ]
+    )
+    quantized = np.array([[4.0, 1.0, 0.0], [4.9, 5.0, 0.0], [4.0, 4.5, 0.0], [4.0, 4.5, 0.0]])
+    raw, tie_aware = agreement(quantized, fp32)
+    assert raw == 0.25
+    assert tie_aware == 0.5
+    assert agreement(fp32, fp32) == (1.0, 1.0)
