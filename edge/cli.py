@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .bundle import MAX_CONTEXT, MAX_VOCAB, SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
-from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle_dir
+from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle, default_bundle_dir
 from .errors import EdgeError
 from .system import peak_rss_mb
 
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_model_path(task: str) -> Path:
-    path = default_bundle_dir(task)
+    path = default_bundle(task)  # the cache's own, a verified one edge-export recorded, or where to build it
     if (path / "edge.json").is_file():
         return path
     try:
