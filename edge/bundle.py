@@ -374,14 +374,14 @@ def read_manifest(folder: Path) -> Manifest:
     if not isinstance(raw, dict):
         raise BundleError(f"{path}: manifest is not a JSON object", REBUILD_HINT)
     version = raw.get("format_version")
-    if not isinstance(version, int):
-        raise BundleError(f"{path}: manifest has no integer format_version", REBUILD_HINT)
-    if version > FORMAT_VERSION:
+    if type(version) is int and version > FORMAT_VERSION:
         raise BundleError(
             f"{path}: bundle format {version} is newer than this edge understands ({FORMAT_VERSION})",
             "upgrade edge (`pip install -U edge`) or export the bundle with this version",
         )
     try:
+        if version is None:  # the field has a default for manifests built in Python, not for files
+            raise ManifestFieldError("format_version", None, f"an integer from 1 to {FORMAT_VERSION}", missing=True)
         return Manifest.from_dict(raw)
     except ManifestFieldError as e:
         raise BundleError(f"{path}: {e}", REBUILD_HINT) from None
