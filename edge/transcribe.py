@@ -47,15 +47,39 @@ class Transcript:
         return self.processing_s / self.audio_s if self.audio_s else 0.0
 
 
-def _repeated_tail(tokens: list[int]) -> int:
-    """Length of a tail that repeats the tokens just before it, or 0.
+SENTENCE_ENDS = (".", "!", "?")
 
-    Greedy Whisper can fall into a loop ("set the oven. set the oven. set the ..."); a clip of a
-    few seconds holds no genuine repeat of two or more tokens, and no word said three times.
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?;:\"'") for w in text.lower().split()]
+
+
+def repeated_tail(pieces: list[str]) -> int:
+    """How many of the last decoded pieces repeat what came before them (0: none), so decoding stops there.
+
+    ``pieces`` are the transcript's tokens as text (" go", " forward", "."). Greedy Whisper falls into
+    three kinds of repeat on short clips, none of which a spoken command holds:
+
+    - a loop: the last k >= 2 pieces repeat the k before them ("set the oven. set the oven.");
+    - a word said twice in a row ("start start"), or any piece three times ("!!!");
+    - a restart: after the transcript's sentence end, the start of the transcript again
+      ("go forward 10 meters. Go").
     """
-    for k in range(1, len(tokens) // 2 + 1):
-        if tokens[-k:] == tokens[-2 * k : -k] and (k > 1 or tokens[-3:] == tokens[-1:] * 3):
+    norm = [p.strip().lower() for p in pieces]
+    n = len(norm)
+    for k in range(2, n // 2 + 1):
+        if norm[-k:] == norm[-2 * k : -k]:
             return k
+    if n >= 3 and norm[-1] == norm[-2] == norm[-3]:
+        return 1
+    # a word of three letters or more: "to to" and "go go" can be speech, "start start" is not
+    if n >= 2 and norm[-1] == norm[-2] and pieces[-1].startswith(" ") and norm[-1].isalpha() and len(norm[-1]) > 2:
+        return 1
+    ends = [i for i, p in enumerate(norm[:-1]) if p.endswith(SENTENCE_ENDS)]
+    if ends:
+        tail = _words("".join(pieces[ends[-1] + 1 :]))
+        if tail and tail[0] and _words("".join(pieces[: ends[-1] + 1]))[: len(tail)] == tail:
+            return n - ends[-1] - 1
     return 0
 
 
@@ -124,6 +148,7 @@ class SpeechRecognizer:
         s = self.speech
         cache = self._empty_cache()
         new, tokens = list(s.start_ids), []
+        pieces: list[str] = []  # the tokens as text, for the repeat guard
         while len(tokens) < max_new_tokens:
             logits = self._step(new, cache, cross)
             logits[self._suppress] = -np.inf
@@ -133,7 +158,8 @@ class SpeechRecognizer:
             if token == s.end_id:
                 break
             tokens.append(token)
-            if repeat := _repeated_tail(tokens):
+            pieces.append(self.tokenizer.decode([token]))
+            if repeat := repeated_tail(pieces):
                 del tokens[-repeat:]
                 break
             new = [token]
@@ -177,7 +203,7 @@ def load(
 ) -> SpeechRecognizer:
     """Open a speech-recognition bundle and load it; ``None`` means the default one."""
     if path is None:
-        from .cache import default_bundle
+        from .cache import default_bundle_dir
 
-        path = default_bundle(SPEECH_RECOGNITION)
+        path = default_bundle_dir(SPEECH_RECOGNITION)
     return SpeechRecognizer(open_bundle(Path(path)), threads=threads, audio_context=audio_context)

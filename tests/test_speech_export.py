@@ -15,7 +15,7 @@ import pytest
 
 import edge
 from edge.bundle import SPEECH_RECOGNITION, VAD_FILE, open_bundle
-from edge.transcribe import SpeechRecognizer, _repeated_tail
+from edge.transcribe import SpeechRecognizer
 from edge.vad import packaged_vad_path
 from tests.conftest import ROOT
 
@@ -71,13 +71,6 @@ def test_speech_refuses_text_only_precisions(whisper_folder, tmp_path):
         export_bundle(str(whisper_folder), tmp_path / "w", "int4", progress=lambda _: None)
     assert "fp32, int8" in e.value.hint
     assert not (tmp_path / "w").exists() and list(tmp_path.iterdir()) == []
-
-
-def test_repetition_guard_cuts_loops_only():
-    assert _repeated_tail([1, 2, 3, 1, 2, 3]) == 3
-    assert _repeated_tail([7, 8, 8, 8]) == 1
-    assert _repeated_tail([7, 8, 8]) == 0  # "to to" is speech; a third time is a loop
-    assert _repeated_tail([1, 2, 3, 4]) == 0
 
 
 def test_text_model_refuses_a_speech_bundle(whisper_bundle):
