@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_specialise_parser() -> argparse.ArgumentParser:
-    from .specialise import Recipe
+    from .specialise import MIN_ACCURACY, Recipe
 
     r = Recipe()
     p = argparse.ArgumentParser(
@@ -143,7 +143,16 @@ def build_specialise_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, help="bundle folder to write (must not exist unless --force)")
     p.add_argument("--precision", "-p", choices=PRECISIONS, help=f"weight precision (default: {DEFAULT_PRECISION})")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
-    p.add_argument("--strict", action="store_true", help="fail instead of warning when the quality gate is missed")
+    p.add_argument(
+        "--strict", action="store_true", help="fail instead of warning when a quality or accuracy gate is missed"
+    )
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=MIN_ACCURACY,
+        metavar="F",
+        help=f"accuracy gate: held-out requests the bundle maps exactly (default: {MIN_ACCURACY})",
+    )
     t = p.add_argument_group("training recipe")
     t.add_argument("--seed", type=int, default=r.seed, help=f"seed for requests and training (default: {r.seed})")
     t.add_argument(
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 learning_rate=args.learning_rate,
                 batch_size=args.batch_size,
             )
-            specialisation = Specialisation(args.commands, recipe)
+            specialisation = Specialisation(args.commands, recipe, args.min_accuracy, args.strict)
         result = export_bundle(
             args.base if specialising else args.source,
             args.out,

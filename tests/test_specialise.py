@@ -134,6 +134,7 @@ def test_tiny_model_learns_the_set(specialised):
     # measured on held-out requests by edge's own runtime on the written bundle
     info = open_bundle(specialised[0].path).manifest.commands
     assert info.training["validation_accuracy"] >= 0.85, info.training
+    assert info.training["passed"] is (info.training["validation_accuracy"] >= info.training["min_accuracy"])
     assert info.training["validation_teacher_forced_exact_before"] <= 0.6, info.training  # it did not know before
 
 
@@ -207,3 +208,24 @@ def test_int4_keeps_the_tuned_layers_at_8_bits(hf_folder, switch_file, tmp_path,
     bits = {n.name.split(".")[1]: a.i for n in graph.node if n.op_type == "MatMulNBits" and n.name.startswith("layers.")
             for a in n.attribute if a.name == "bits"}  # fmt: skip
     assert bits == {"0": 4, "1": 8}  # the tiny model has 2 layers; the top one was trained
+
+
+def test_accuracy_gate_warns_and_strict_leaves_nothing(hf_folder, switch_file, tmp_path, monkeypatch):
+    from export.pipeline import QualityGateError
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))
+    recipe = Recipe(seed=5, per_command=10, epochs=1, batch_size=4, train_layers=1)
+    lines: list[str] = []
+    warned = export_bundle(
+        str(hf_folder("llama")), tmp_path / "warned", "fp32", progress=lines.append,
+        specialisation=Specialisation(switch_file, recipe, min_accuracy=1.01),  # a gate no bundle passes
+    )  # fmt: skip
+    training = open_bundle(warned.path).manifest.commands.training
+    assert training["passed"] is False and training["min_accuracy"] == 1.01
+    assert any(line.startswith("WARNING: the specialised bundle maps only") for line in lines)
+    with pytest.raises(QualityGateError, match="held-out requests"):
+        export_bundle(
+            str(hf_folder("llama")), tmp_path / "strict", "fp32", progress=lambda _: None,
+            specialisation=Specialisation(switch_file, recipe, min_accuracy=1.01, strict=True),
+        )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "warned"]  # nothing at the strict --out
