@@ -7,6 +7,11 @@ but every model call runs on a single worker thread, in order: a small board has
 generation at a time. Requests wait in a bounded queue (full: 429); each has a deadline covering
 its wait and its work (past it: 504); a request whose client goes away is cancelled between tokens.
 
+Every request passes :mod:`edge.http_checks` first (the ``Host`` and ``Origin`` it came with, the API key,
+the body's framing) and every connection is bounded: a deadline for its request head and body, an idle
+keep-alive timeout, and a cap on connections at once. Any failure is an answer in OpenAI's error shape,
+never a traceback on the wire or a dead server.
+
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (``stream: true`` as server-sent
 events), ``GET /v1/models``, ``GET|POST /v1/commands`` (the command set; a request as
 ``{"text": ...}`` or an ``audio/wav`` body -> one command), ``GET /health``, and the panel at ``/``.
@@ -14,7 +19,7 @@ events), ``GET /v1/models``, ``GET|POST /v1/commands`` (the command set; a reque
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import json
 import queue
 import select
@@ -23,14 +28,17 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .api import ApiError, Reply, TextRequest, chat_request, completion_request, finish_reason, models_list
 from .errors import EdgeError
+from .http_checks import Access, content_length, read_json
 from .worker import DONE, POLL_S, Job, Worker
 
 if TYPE_CHECKING:
@@ -47,21 +55,42 @@ MAX_BODY_BYTES = 8 << 20  # a 30 s stereo 48 kHz 16-bit WAV is 5.8 MB
 MAX_AUDIO_S = 30.0  # a spoken command, not a recording
 MAX_COMMAND_CHARS = 4096  # as edge-run --commands cuts a piped line
 LINGER_S = 2.0
+HEADER_TIMEOUT_S = 10.0  # from a request's first byte to the end of its headers (slow senders, slowloris)
+BODY_TIMEOUT_S = 60.0  # for a body: 8 MB at about 1 Mbit/s
+IDLE_TIMEOUT_S = 15.0  # a kept-alive connection waiting for its next request
+MAX_CONNECTIONS = 64  # at once; each holds a thread: more get 503 and are closed
+REAP_S = 0.1  # how often deadlines are checked
 PANEL_DIR = Path(__file__).resolve().parent / "panel"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+
+
+@dataclass
+class Limits:
+    """How long and how many: each bound keeps a slow or hostile client from holding the server."""
+
+    timeout_s: float = TIMEOUT_S
+    max_body: int = MAX_BODY_BYTES
+    header_timeout_s: float = HEADER_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
 
 
 @dataclass
 class App:
-    """What a server serves: the loaded models and its limits."""
+    """What a server serves: the loaded models, who may use them, and its limits."""
 
     text_model: TextModel
     command_model: CommandModel | None
     recognizer: SpeechRecognizer | None
     worker: Worker
-    timeout_s: float
-    max_body: int
+    access: Access
+    limits: Limits
     log: bool
     started: int
 
@@ -71,6 +100,9 @@ class App:
 
 
 class PanelServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``limits.max_connections`` at once, and one thread that cuts
+    off any connection past its deadline."""
+
     daemon_threads = True  # a stuck client never holds up shutdown
     request_queue_size = 64
 
@@ -78,9 +110,63 @@ class PanelServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.app = app
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.deadlines: dict[Handler, float] = {}
+        self.closed = threading.Event()
         super().__init__(address, Handler)
+        app.access.port = self.server_address[1]  # the port picked, for the Origin check
+        threading.Thread(target=self._reap, name="edge-deadlines", daemon=True).start()
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        with self.lock:
+            full = self.connections >= self.app.limits.max_connections
+            if not full:
+                self.connections += 1
+        if not full:
+            super().process_request(request, client_address)
+            return
+        self.app.worker.counts["too_many_connections"] += 1
+        body = json.dumps(
+            ApiError(503, "the server has too many connections open; retry shortly", "server_error", code="busy").body()
+        ).encode()
+        try:
+            request.setblocking(False)  # a new socket's send buffer has room: this never stalls the accept loop
+            request.send(TOO_MANY_CONNECTIONS % (len(body), body))
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.lock:
+                self.connections -= 1
+
+    def watch(self, handler: Handler, seconds: float) -> None:
+        """Cut ``handler``'s connection if it is still being watched ``seconds`` from now."""
+        with self.lock:
+            self.deadlines[handler] = time.monotonic() + seconds
+
+    def unwatch(self, handler: Handler) -> None:
+        with self.lock:
+            self.deadlines.pop(handler, None)
+
+    def _reap(self) -> None:
+        # one thread for every deadline: a socket timeout alone restarts with each byte, so a client
+        # sending one byte every few seconds would never hit it
+        while not self.closed.wait(REAP_S):
+            now = time.monotonic()
+            with self.lock:
+                late = [h for h, deadline in self.deadlines.items() if deadline < now]
+                for h in late:
+                    del self.deadlines[h]
+            for h in late:
+                h.cut()
 
     def server_close(self) -> None:
+        self.closed.set()
         super().server_close()
         self.app.worker.stop()
 
@@ -93,13 +179,124 @@ class Handler(BaseHTTPRequestHandler):
     # first on a keep-alive connection waits out the client's delayed ACK (40 ms)
     disable_nagle_algorithm = True
     server: PanelServer
-    gone = False
+    gone = False  # the client closed its end (not the same as asking to close after this response)
+    timed_out = False  # the deadline thread cut this connection off
+    started = False  # the final status line is sent: an error now can only close the connection
+    interim_sent = False  # a "100 Continue" went out while the answer was being made
+    unread = 0  # bytes of the request's declared body not read yet
+
+    # --- one request, from its first byte to its answer -------------------------------------------
+
+    def handle_one_request(self) -> None:
+        """Read, check and answer one request; every failure becomes an OpenAI-shaped error, and the
+        connection closes wherever what follows on it could be misread."""
+        self.gone = self.timed_out = self.started = self.interim_sent = False
+        self.unread = 0
+        if not self._wait_for_request():
+            self.close_connection = True
+            return
+        limits = self.server.app.limits
+        self.server.watch(self, limits.header_timeout_s)
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            self.requestline, self.command, self.request_version = "", "", "HTTP/1.1"  # for an error's reply
+            if len(self.raw_requestline) > 65536:
+                self.send_error(414, "the request line is over 64 KB")
+                return
+            words = self.raw_requestline.split()
+            if len(words) == 2 and words[0] == b"GET":  # HTTP/0.9 has no headers to wait for
+                self.send_error(505, "HTTP/0.9 is not supported: send HTTP/1.1 (or 1.0) with headers")
+                return
+            if not self.parse_request():
+                return  # answered by send_error
+        except OSError:  # reset, or the socket timeout on a read
+            self.close_connection = True
+            return
+        finally:
+            self.server.unwatch(self)
+        if self.timed_out:  # cut off mid-headers: what arrived is not the whole request
+            self.send_error(408)
+            return
+        try:
+            self._check_request()
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                raise ApiError(405, f"method {self.command} is not allowed: use GET or POST", code="method_not_allowed")
+            method()
+        except ApiError as e:
+            self._fail(e)
+        except OSError:  # the client reset, or stopped reading past the socket timeout
+            self.close_connection = True
+        except Exception:  # a bug: the log gets the traceback, the client a plain 500, the server goes on
+            traceback.print_exc()
+            self._fail(ApiError(500, "internal error; the server log has the details", "server_error"))
+
+    def _wait_for_request(self) -> bool:
+        """Wait for the next request's first byte, up to the idle timeout; False when the client closed
+        the connection or stayed silent."""
+        self.connection.settimeout(self.server.app.limits.idle_timeout_s)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:
+            return False
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def _check_request(self) -> None:
+        """The checks every request passes before its endpoint runs: path, body framing, access."""
+        # framing first: once it is in doubt, the connection must close after the answer
+        try:
+            self.unread = content_length(self.headers)
+        except ApiError:
+            self.close_connection = True
+            raise
+        if not self.path.startswith("/") or not self.path.isascii() or not self.path.isprintable():
+            raise ApiError(400, "the request path must be plain ASCII starting with /", code="bad_path")
+        self.server.app.access.check(self.headers, self.path, self.request_version == "HTTP/1.1")
+
+    def cut(self) -> None:
+        """Called by the deadline thread: end the reads of this connection; the handler answers 408."""
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RD)
+
+    def _fail(self, e: ApiError) -> None:
+        if self.started:  # an error after the status line cannot be sent: end the response
+            self.close_connection = True
+            return
+        unread = self.unread > 0
+        if unread:
+            self.close_connection = True  # its unread body would be taken for the next request
+        try:
+            self._error(e)
+        except OSError:
+            self.close_connection = True
+            return
+        if unread:
+            self._linger()
 
     # --- plumbing ----------------------------------------------------------------------------------
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.app.log:
             super().log_message(format, *args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors of the standard library's request parsing (bad request line, version, headers), in
+        OpenAI's shape; the connection closes, as the request was not understood."""
+        if self.timed_out:
+            code = 408
+            message = f"the request did not arrive within {self.server.app.limits.header_timeout_s:g} s"
+        if self.request_version == "HTTP/0.9":  # not known yet: answer with a status line all the same
+            self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._error(ApiError(code, message or HTTPStatus(code).phrase, code="bad_request"))
+        self._linger()  # the rest of what was sent is unread
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.started = True
+        super().send_response(code, message)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -116,30 +313,30 @@ class Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj, ensure_ascii=False).encode(), "application/json")
 
     def _error(self, e: ApiError) -> None:
-        headers = {"Retry-After": "1"} if e.status == 429 else None
+        headers = {"Retry-After": "1"} if e.status in (429, 503) else None
+        if e.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
         self._send(e.status, json.dumps(e.body()).encode(), "application/json", headers)
 
     def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise ApiError(
-                411, "send the body with a Content-Length; chunked uploads are not accepted", code="length_required"
-            )
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise ApiError(400, "bad Content-Length header")
-        limit = self.server.app.max_body
-        if length > limit:
-            self.close_connection = True  # the body is not read: this connection cannot carry another request
+        """The request's declared body, read within the body deadline (413 over the size limit)."""
+        length, limit = self.unread, self.server.app.limits.max_body
+        if length > limit:  # not read: the error goes out first, and the connection closes
             raise ApiError(
                 413, f"the request body is {length} bytes, over the server's limit of {limit}", code="request_too_large"
             )
-        self._body_read = True
-        return self.rfile.read(length)
+        self.server.watch(self, self.server.app.limits.body_timeout_s)
+        try:
+            data = self.rfile.read(length)
+        finally:
+            self.server.unwatch(self)
+        self.unread = 0
+        if len(data) < length:  # cut off by the deadline, or the client stopped sending
+            self.close_connection = True
+            if self.timed_out:
+                raise ApiError(408, f"the body did not arrive within {self.server.app.limits.body_timeout_s:g} s")
+            raise ApiError(400, f"the body ended after {len(data)} of its {length} bytes")
+        return data
 
     def _linger(self) -> None:
         """Discard the unread body for a moment before closing, as web servers do: closing a socket with
@@ -148,23 +345,43 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
             self.connection.settimeout(LINGER_S)
-            end, budget = time.monotonic() + LINGER_S, 4 * self.server.app.max_body
+            end, budget = time.monotonic() + LINGER_S, 4 * self.server.app.limits.max_body
             while time.monotonic() < end and budget > 0 and (data := self.connection.recv(1 << 16)):
                 budget -= len(data)
         except OSError:
             pass
 
     def _json_body(self) -> Any:
-        try:
-            return json.loads(self._body())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+        if self.headers.get_content_type() != "application/json":
+            # also what keeps a cross-site form or text/plain POST from ever running
+            raise ApiError(
+                415,
+                "send the request body as JSON with 'Content-Type: application/json'",
+                code="unsupported_media_type",
+            )
+        return read_json(self._body())
 
     def _client_gone(self) -> bool:
-        """True when the client closed its end: the socket reads as end-of-file."""
+        """True once the client has closed its connection.
+
+        End-of-file alone does not say so: a client that half-closes (``shutdown(SHUT_WR)`` after its
+        request) still reads the answer. So at end-of-file an HTTP/1.1 client that has no answer yet is
+        sent an interim ``100 Continue``, which clients skip; a closed socket answers it with a reset,
+        which a later check reads as gone (a stream's own writes probe the same way). HTTP/1.0 has no interim
+        responses: there, end-of-file counts as gone.
+        """
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if not readable or self.connection.recv(1, socket.MSG_PEEK) != b"":
+                return False
+            if self.request_version != "HTTP/1.1":
+                return True
+            if self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                return True  # what was sent since end-of-file met a reset (Linux reports it here, not on recv)
+            if not self.started and not self.interim_sent:
+                self.interim_sent = True
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return False
         except OSError:
             return True
 
@@ -178,7 +395,8 @@ class Handler(BaseHTTPRequestHandler):
                     event = job.events.get(timeout=POLL_S)
                 except queue.Empty:
                     event = None
-                if time.monotonic() - checked > POLL_S or event is None:
+                # after a probe (see _client_gone) every event checks: the reset comes within a round trip
+                if self.interim_sent or time.monotonic() - checked > POLL_S or event is None:
                     if self._client_gone():
                         self.gone = self.close_connection = True
                         return
@@ -196,6 +414,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- routing -----------------------------------------------------------------------------------
 
     def do_GET(self) -> None:
+        if self.unread:
+            self._body()  # a GET's body means nothing here, but left unread it would be taken for a request
         self._route({"/health": self._health, "/v1/models": self._models, "/v1/commands": self._command_set})
 
     def do_POST(self) -> None:
@@ -209,24 +429,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, routes: dict[str, Callable[[], None]]) -> None:
         path = self.path.split("?", 1)[0]
-        self._body_read = False
-        self.gone = False  # the client closed its end (not the same as asking to close after this response)
-        try:
-            if path in routes:
-                routes[path]()
-            elif self.command == "GET" and self._static(path):
-                pass
-            else:
-                raise ApiError(404, f"unknown request URL: {self.command} {path}", code="unknown_url")
-        except ApiError as e:
-            unread = not self._body_read and self.headers.get("Content-Length", "0") != "0"
-            if unread:
-                self.close_connection = True  # its unread body would be taken for the next request
-            self._error(e)
-            if unread:
-                self._linger()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
+        if path in routes:
+            routes[path]()
+        elif not (self.command == "GET" and self._static(path)):
+            raise ApiError(404, f"unknown request URL: {self.command} {path}", code="unknown_url")
 
     def _static(self, path: str) -> bool:
         name = "index.html" if path == "/" else path.lstrip("/")
@@ -274,7 +480,7 @@ class Handler(BaseHTTPRequestHandler):
             )
 
         reply = Reply(app.model_id, chat)
-        events = self._events(Job(work, app.timeout_s))
+        events = self._events(Job(work, app.limits.timeout_s))
         if req.stream:
             self._stream(events, reply, req, stats)
             return
@@ -371,7 +577,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 415, 'send a command as application/json ({"text": ...}) or audio/wav', code="unsupported_media_type"
             )
-        result = next(self._events(Job(work, app.timeout_s)), None)
+        result = next(self._events(Job(work, app.limits.timeout_s)), None)
         if result is not None:
             self._json(result)
 
@@ -397,15 +603,6 @@ def command_set_json(commands: CommandSet) -> dict[str, Any]:
     }
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make_server(
     text_model: TextModel,
     command_set: CommandSet | None = None,
@@ -414,18 +611,25 @@ def make_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     queue_size: int = QUEUE_SIZE,
-    timeout_s: float = TIMEOUT_S,
-    max_body: int = MAX_BODY_BYTES,
+    allow_hosts: tuple[str, ...] = (),
+    api_key: str | None = None,
     log: bool = True,
+    **limits: Any,
 ) -> PanelServer:
-    """A bound, not yet serving, server (``port=0`` picks a free port: ``server.server_address``)."""
+    """A bound, not yet serving, server (``port=0`` picks a free port: ``server.server_address``).
+
+    ``allow_hosts``: host names it answers to besides its own addresses; ``api_key``: required on /v1;
+    ``limits``: fields of :class:`Limits` (``timeout_s``, ``max_body``, ``header_timeout_s``, ...).
+    """
     command_model = None
     if command_set is not None:
         from .command_model import CommandModel
 
         # its own KV cache: the command instructions stay prefilled while chats run in between
         command_model = CommandModel(text_model.fork(), command_set)
-    app = App(text_model, command_model, recognizer, Worker(queue_size), timeout_s, max_body, log, int(time.time()))
+    access = Access(host, port, tuple(allow_hosts), api_key or None)
+    worker = Worker(queue_size)
+    app = App(text_model, command_model, recognizer, worker, access, Limits(**limits), log, int(time.time()))
     try:
         return PanelServer((host, port), app)
     except OSError as e:
@@ -445,17 +649,19 @@ def serve(
     **options: Any,
 ) -> None:
     """Serve until interrupted; ``options`` as :func:`make_server`."""
-    if not is_loopback(host):
+    server = make_server(text_model, command_set, recognizer, host=host, port=port, **options)
+    access = server.app.access
+    if not access.loopback and access.api_key is None:
         print(
             f"edge-run: warning: listening on {host}, not loopback: anyone who can reach it can use the model "
-            "and the panel (there is no authentication)",
+            "and the panel (there is no authentication; set one with --api-key or EDGE_API_KEY)",
             file=sys.stderr,
         )
-    server = make_server(text_model, command_set, recognizer, host=host, port=port, **options)
     shown = f"[{host}]" if ":" in host else host
     what = f"{server.app.model_id}" + (f" and the command set {command_set.name}" if command_set else "")
+    key = ", API key required" if access.api_key else ""
     print(
-        f"edge-run: serving {what} on http://{shown}:{server.server_address[1]}/ (panel at /, API at /v1)",
+        f"edge-run: serving {what} on http://{shown}:{server.server_address[1]}/ (panel at /, API at /v1{key})",
         file=sys.stderr,
     )
     # a service manager stops with SIGTERM, and a shell that starts us in the background ignores

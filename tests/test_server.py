@@ -210,6 +210,12 @@ def test_commands_from_text_and_wav(srv, tmp_path):
         ("/v1/completions", {"prompt": 3}, 400, "invalid_value"),
         ("/v1/completions", {"prompt": "x " * 3000}, 400, "context_length_exceeded"),
         ("/v1/commands", {"words": "hi"}, 400, "invalid_value"),
+        ("/v1/chat/completions", {"messages": HELLO, "max_tokens": 0}, 400, "invalid_value"),
+        ("/v1/completions", {"prompt": "hi", "max_tokens": -1}, 400, "invalid_value"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "a\\ud800"}]}', 400, "invalid_json"),
+        ("/v1/commands", b'{"text": "\\udfff kitchen"}', 400, "invalid_json"),
+        ("/v1/chat/completions", b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),  # the parser's own limit
+        ("/v1/completions", b'{"prompt": "x", "a": ' + b"[" * 65 + b"]" * 65 + b"}", 400, "invalid_json"),
         ("/v1/nothing", {}, 404, "unknown_url"),
     ],
 )
@@ -331,7 +337,7 @@ def test_a_client_that_disconnects_cancels_its_generation(srv, stream):
     body = json.dumps({"messages": HELLO, "max_tokens": 1000, "temperature": 0, "stream": stream}).encode()
     sock = socket.create_connection((srv.host, srv.port), timeout=30)
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     if stream:
@@ -408,3 +414,254 @@ def test_panel_files_are_package_data():
     assert '"panel/*"' in config
     assert {p.name for p in (ROOT / "edge" / "panel").iterdir()} >= {"index.html", "panel.js", "panel.css"}
     assert Path(ROOT / "edge" / "panel" / "index.html").read_text().count("<script") == 1
+
+
+# --- hostile and broken clients ---------------------------------------------------------------------
+
+
+def exchange(running: Running, data: bytes, *, half_close: bool = False) -> http.client.HTTPResponse:
+    """Send ``data`` as it is on a fresh connection; the response (1xx skipped), its body read into ``.body``."""
+    with socket.create_connection((running.host, running.port), timeout=30) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        r = http.client.HTTPResponse(sock)
+        r.begin()
+        r.body = r.read()
+    return r
+
+
+def head(running: Running, method: str, path: str, *headers: str, body: bytes = b"") -> bytes:
+    """A request's bytes: the request line, ``Host``, the given header lines, and a Content-Length for ``body``."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {running.host}:{running.port}", *headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def test_a_host_name_the_server_does_not_answer_to_is_refused(srv, models):
+    # DNS rebinding: a page on evil.example, its name pointed at 127.0.0.1, sends Host: evil.example
+    for path in ("/", "/v1/commands", "/health"):
+        status, _, body = srv.request("GET", path, headers={"Host": f"evil.example:{srv.port}"})
+        assert_openai_error(status, body, 421, "host_not_allowed")
+        assert "--allow-host" in body["error"]["message"]
+    for host in ("localhost", f"localhost:{srv.port}", f"127.0.0.1:{srv.port}", "[::1]:1234", "LOCALHOST."):
+        assert srv.request("GET", "/health", headers={"Host": host})[0] == 200, host
+    running = start(models[0], allow_hosts=("panel.local",))
+    try:
+        assert running.request("GET", "/health", headers={"Host": "Panel.Local:8080"})[0] == 200
+        assert running.request("GET", "/health", headers={"Host": "other.local"})[0] == 421
+    finally:
+        running.close()
+
+
+def test_a_page_from_another_origin_is_refused(srv):
+    same = f"http://127.0.0.1:{srv.port}"
+    for origin in ("http://evil.example", f"http://localhost:{srv.port + 1}", "null", "file://", f"ftp://{same[7:]}"):
+        got = srv.request("POST", "/v1/commands", {"text": "lights on"}, {"Origin": origin})
+        assert_openai_error(got[0], got[2], 403, "origin_not_allowed")
+    for origin in (same, f"http://localhost:{srv.port}"):
+        assert srv.request("POST", "/v1/commands", {"text": "lights on"}, {"Origin": origin})[0] == 200
+
+
+def test_a_cross_site_text_plain_post_is_refused_twice_over(srv):
+    # a form or a "simple" fetch from another site: no preflight, so the server must refuse it itself
+    body = json.dumps({"messages": HELLO, "max_tokens": 2}).encode()
+    plain = {"Content-Type": "text/plain"}
+    for path in ("/v1/chat/completions", "/v1/commands"):
+        got = srv.request("POST", path, body, plain | {"Origin": "http://evil.example"})
+        assert_openai_error(got[0], got[2], 403, "origin_not_allowed")  # by the Origin check...
+        got = srv.request("POST", path, body, plain)
+        assert_openai_error(got[0], got[2], 415, "unsupported_media_type")  # ...and by the media type
+
+
+@pytest.fixture(scope="module")
+def keyed(models):
+    running = start(models[0], command_set=_panel(), api_key="s3cret key")
+    yield running
+    running.close()
+
+
+def test_an_api_key_guards_every_v1_endpoint(keyed):
+    for method, path, body in (
+        ("GET", "/v1/models", None),
+        ("GET", "/v1/commands", None),
+        ("POST", "/v1/commands", {"text": "lights on"}),
+        ("POST", "/v1/chat/completions", {"messages": HELLO, "max_tokens": 2}),
+    ):
+        for auth in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret key"}):
+            status, r, got = keyed.request(method, path, body, auth)
+            assert_openai_error(status, got, 401, "invalid_api_key")
+            assert r.getheader("WWW-Authenticate") == "Bearer"
+        assert keyed.request(method, path, body, {"Authorization": "Bearer s3cret key"})[0] == 200
+    assert keyed.request("GET", "/")[0] == 200  # the page itself holds nothing: it asks for the key
+    assert keyed.request("GET", "/health")[0] == 200  # for a supervisor's liveness probe
+    assert "Authorization" in (ROOT / "edge" / "panel" / "panel.js").read_text()
+
+
+def test_openai_client_with_an_api_key(keyed):
+    openai = pytest.importorskip("openai", reason="the openai package is a dev dependency: pip install -e '.[dev]'")
+    good = openai.OpenAI(base_url=keyed.url + "/v1", api_key="s3cret key", max_retries=0)
+    assert good.chat.completions.create(model="x", messages=HELLO, max_tokens=2).choices[0].message.content
+    bad = openai.OpenAI(base_url=keyed.url + "/v1", api_key="guess", max_retries=0)
+    with pytest.raises(openai.AuthenticationError, match="API key"):
+        bad.models.list()
+
+
+@pytest.fixture
+def strict(models):
+    """A server with short deadlines and few connections, to run out of quickly."""
+    running = start(models[0], header_timeout_s=0.5, body_timeout_s=0.5, idle_timeout_s=0.5, max_connections=4)
+    yield running
+    running.close()
+
+
+def test_a_slow_request_head_is_cut_off_at_its_deadline(strict):
+    with socket.create_connection((strict.host, strict.port), timeout=10) as slow:
+        slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")  # half a header line, then nothing
+        began = time.monotonic()
+        assert strict.request("GET", "/health")[0] == 200  # others are served meanwhile
+        answer = slow.recv(4096)
+        waited = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert 0.3 < waited < 3, waited
+
+
+def test_a_slow_body_is_cut_off_at_its_deadline(strict):
+    with socket.create_connection((strict.host, strict.port), timeout=10) as slow:
+        slow.sendall(head(strict, "POST", "/v1/completions", "Content-Type: application/json", "Content-Length: 100"))
+        slow.sendall(b'{"prompt": ')
+        assert slow.recv(4096).startswith(b"HTTP/1.1 408")
+    assert strict.request("GET", "/health")[0] == 200
+
+
+def test_an_idle_keep_alive_connection_is_closed(strict):
+    conn = http.client.HTTPConnection(strict.host, strict.port, timeout=10)
+    conn.request("GET", "/health")
+    assert conn.getresponse().read()
+    time.sleep(1.0)
+    assert conn.sock.recv(1) == b""  # closed by the server after 0.5 s idle
+    conn.close()
+
+
+def test_connections_over_the_cap_get_503(strict):
+    held = [socket.create_connection((strict.host, strict.port), timeout=10) for _ in range(4)]
+    try:
+        time.sleep(0.1)
+        with socket.create_connection((strict.host, strict.port), timeout=10) as extra:
+            answer = extra.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer, answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "busy"
+    finally:
+        for sock in held:
+            sock.close()
+    wait_for(lambda: strict.server.connections == 0, 10)
+    assert strict.request("GET", "/health")[2]["requests"]["too_many_connections"] == 1
+
+
+def test_a_get_with_a_body_does_not_run_the_body_as_a_request(srv):
+    smuggled = head(srv, "GET", "/v1/models")
+    data = head(srv, "GET", "/health", body=smuggled) + head(srv, "GET", "/v1/commands", "Connection: close")
+    with socket.create_connection((srv.host, srv.port), timeout=30) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.count(b"HTTP/1.1 200") == 2, received  # /health and /v1/commands, not /v1/models
+    assert b'"object": "list"' not in received
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_half_closes_still_gets_its_answer(srv, stream):
+    body = json.dumps({"messages": HELLO, "max_tokens": 30, "temperature": 0, "stream": stream}).encode()
+    r = exchange(
+        srv, head(srv, "POST", "/v1/chat/completions", "Content-Type: application/json", body=body), half_close=True
+    )
+    assert r.status == 200
+    if stream:
+        assert events(r.body.decode())[-1] == "[DONE]"
+    else:
+        assert json.loads(r.body)["usage"]["completion_tokens"] == 30
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"POST /v1/commands HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400),
+        (
+            b"POST /v1/commands HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+            400,
+        ),
+        (
+            b"POST /v1/commands HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            411,
+        ),
+        (b"POST /v1/commands HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +2\r\n\r\n{}", 400),
+        (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
+        (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        ("GET /caf\u00e9 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(), 400),
+        (b"GET /\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+        (b"GET http://127.0.0.1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400),
+        (b"GET /health HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET /\r\n", 505),  # HTTP/0.9
+        (b"GET / HTTP/2.0\r\n\r\n", 505),
+        (b"GET / HTTP/1.x\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n", 400),  # TLS to a plain-HTTP port
+        (b"BREW /pot HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405),
+    ],
+)
+def test_broken_framing_gets_a_clear_status(srv, data, status):
+    r = exchange(srv, data)
+    body = json.loads(r.body)
+    assert_openai_error(r.status, body, status)
+    assert srv.request("GET", "/health")[0] == 200
+
+
+def test_an_unexpected_exception_is_a_500_without_a_traceback(srv, monkeypatch, capsys):
+    from edge.server import Handler
+
+    def broken(self):
+        raise RuntimeError("a bug with a secret path /home/x")
+
+    monkeypatch.setattr(Handler, "_models", broken)
+    status, _, body = srv.request("GET", "/v1/models")
+    assert_openai_error(status, body, 500)
+    assert "Traceback" not in json.dumps(body) and "/home/x" not in json.dumps(body)
+    assert "Traceback" in capsys.readouterr().err  # the server's log has it
+    monkeypatch.undo()
+    assert srv.request("GET", "/v1/models")[0] == 200
+
+
+def test_edge_run_serve_outlives_clients_that_hang_up(tiny_bundle):
+    """The real process: SIGPIPE's default action once ended it (exit 141) when a client left early."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "--serve", "--model", str(tiny_bundle("llama", "fp32")), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        line = proc.stderr.readline()
+        assert "serving" in line, line + proc.stderr.read()
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        host, port = line.split("http://")[1].split("/")[0].rsplit(":", 1)
+        page = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        for i in range(30):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                if i % 3 == 0:  # leave with a reset rather than a close
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                sock.sendall(page * 4 if i % 3 == 1 else page)  # then leave without reading the answer
+            if i % 3 == 2:  # a POST cut short
+                with socket.create_connection((host, int(port)), timeout=10) as sock:
+                    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999\r\n\r\n{")
+        time.sleep(0.5)
+        assert proc.poll() is None, f"the server died: exit {proc.returncode}"
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/health")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)

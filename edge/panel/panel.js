@@ -253,8 +253,24 @@ function showError(message) {
   result.dataset.count = String(Number(result.dataset.count) + 1);
 }
 
+const KEY_ITEM = "edge-api-key";
+
+/** fetch() for /v1: a server started with --api-key answers 401 without the key, so the page asks for it
+ * once and keeps it in this browser (localStorage: this origin only). */
+async function api(path, options = {}) {
+  for (let asked = 0; ; asked++) {
+    const key = localStorage.getItem(KEY_ITEM);
+    const headers = { ...options.headers, ...(key ? { Authorization: `Bearer ${key}` } : {}) };
+    const response = await fetch(path, { ...options, headers });
+    if (response.status !== 401 || asked === 2) return response;
+    const typed = window.prompt("This panel's server needs its API key (edge-run --api-key):");
+    if (!typed) return response;
+    localStorage.setItem(KEY_ITEM, typed.trim());
+  }
+}
+
 async function post(body, contentType) {
-  const response = await fetch("/v1/commands", { method: "POST", headers: { "Content-Type": contentType }, body });
+  const response = await api("/v1/commands", { method: "POST", headers: { "Content-Type": contentType }, body });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error?.message || `the server answered ${response.status}`);
   return data;
@@ -404,7 +420,7 @@ async function main() {
   talk.addEventListener("contextmenu", (e) => e.preventDefault()); // a long press is not a right click
   $("ask").addEventListener("submit", ask);
   try {
-    const response = await fetch("/v1/commands");
+    const response = await api("/v1/commands");
     const data = await response.json();
     if (!response.ok) throw new Error(data.error?.message || `the server answered ${response.status}`);
     commandSet = data;
