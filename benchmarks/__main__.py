@@ -337,8 +337,15 @@ def main() -> None:
     c.add_argument("--runs", type=int, default=3)
     c.add_argument("--quick", action="store_true", help="1 run, 20 utterances")
     c = sub.add_parser("commands", help="voice commands: edge vs a nearest-example baseline")
-    c.add_argument("--dataset", help="{text, expected} lines (default: ../shared/commands/appliance-panel.dev.jsonl)")
-    c.add_argument("--commands", help="the command set (default: ../shared/commands/appliance-panel.json)")
+    c.add_argument(
+        "--sets",
+        nargs="+",
+        metavar="NAME",
+        help="command sets to measure (default: every NAME.json with a NAME.dev.jsonl"
+        " in ../shared/commands and benchmarks/commands)",
+    )
+    c.add_argument("--dataset", help="{text, expected} lines of one set (with --commands; instead of --sets)")
+    c.add_argument("--commands", help="one command set (with --dataset; instead of --sets)")
     c.add_argument("--precision", nargs="+", help="text bundle precisions (default: the default precision and int4)")
     c.add_argument("--audio", action="store_true", help="also speak each utterance (Piper, espeak-ng) and transcribe")
     c.add_argument("--quick", action="store_true", help="every third utterance, 20 at most")

@@ -34,6 +34,9 @@ ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "commands"
 DATASET = SHARED / "appliance-panel.dev.jsonl"
 COMMAND_SET = SHARED / "appliance-panel.json"
+# command sets with hand-written dev requests beside them (NAME.json + NAME.dev.jsonl): the shared
+# reference set, and sets of other domains written for this benchmark
+SET_FOLDERS = (SHARED, HERE / "commands")
 VOICES = ("piper", "espeak")
 INPUTS = ("text", *(f"audio-{v}" for v in VOICES))
 NO_PRECISION = "-"  # the baseline has no model
@@ -42,6 +45,22 @@ TARGETS = (
     "Specialised: text accuracy >= 97%, audio >= 92%, median latency no worse than the base bundle"
 )
 SHOWN_FAILURES = 12
+
+
+def command_sets() -> dict[str, tuple[Path, Path]]:
+    """{name: (command set, dev requests)} for every set that has its dev requests beside it."""
+    found = {}
+    for folder in SET_FOLDERS:
+        for dev in sorted(folder.glob("*.dev.jsonl")):
+            path = dev.with_name(dev.name.removesuffix(".dev.jsonl") + ".json")
+            if path.is_file():
+                found[path.stem] = (path, dev)
+    return found
+
+
+def results_name(cs: CommandSet) -> str:
+    """results/commands.* for the reference set (as before), results/commands-NAME.* for the others."""
+    return "commands" if Path(cs.path or "").resolve() == COMMAND_SET.resolve() else f"commands-{cs.name}"
 
 
 def load_dataset(path: Path) -> list[dict]:
@@ -172,9 +191,9 @@ def summarize(key: tuple, out: dict, data: list[dict], cs: CommandSet, dataset: 
     return {**row, "confusion": {k: dict(v) for k, v in confusion.items()}, "failures": failures}
 
 
-def merged(rows: list[dict]) -> list[dict]:
+def merged(rows: list[dict], name: str) -> list[dict]:
     """These rows, plus rows of an earlier run on the same utterances and set that this run did not measure."""
-    path = RESULTS / "commands.json"
+    path = RESULTS / f"{name}.json"
     old = json.loads(path.read_text()) if path.is_file() else []
     keys = {(r["system"], r["precision"], r["input"]) for r in rows}
     first = rows[0] if rows else {}
@@ -265,11 +284,23 @@ def markdown(rows: list[dict], cs: CommandSet, dataset: Path, default: str) -> s
 
 
 def run(args) -> None:
-    """``python -m benchmarks commands``: measure, then write results/commands.{json,md}."""
+    """``python -m benchmarks commands``: every set (or ``--sets``, or one ``--commands``/``--dataset`` pair)."""
+    if args.dataset or args.commands:
+        pairs = [(Path(args.commands or COMMAND_SET), Path(args.dataset or DATASET))]
+    else:
+        known = command_sets()
+        unknown_names = set(args.sets or []) - set(known)
+        if unknown_names:
+            sys.exit(f"no command set named {', '.join(sorted(unknown_names))}: choose from {', '.join(known)}")
+        pairs = [known[name] for name in (args.sets or known)]
+    for commands_path, dataset in pairs:
+        run_set(CommandSet.from_file(commands_path), dataset.resolve(), args)
+
+
+def run_set(cs: CommandSet, dataset: Path, args) -> None:
+    """Measure one command set on its dev requests, then write results/commands[-NAME].{json,md}."""
     from edge.cache import DEFAULT_PRECISION
 
-    dataset = Path(args.dataset or DATASET).resolve()
-    cs = CommandSet.from_file(args.commands or COMMAND_SET)
     data = load_dataset(dataset)
     texts = [d["text"] for d in data]
     chosen = list(range(0, len(data), 3))[:20] if args.quick else list(range(len(data)))
@@ -302,5 +333,6 @@ def run(args) -> None:
 
     samples, _ = interleave(keys, 1, lambda k: measure(spec(k)))
     subset = [data[i] for i in chosen]
-    rows = merged([summarize(k, s[0], subset, cs, dataset, bundles.get(k[:2])) for k, s in samples.items()])
-    write("commands", rows, args, markdown(rows, cs, dataset, DEFAULT_PRECISION))
+    name = results_name(cs)
+    rows = merged([summarize(k, s[0], subset, cs, dataset, bundles.get(k[:2])) for k, s in samples.items()], name)
+    write(name, rows, args, markdown(rows, cs, dataset, DEFAULT_PRECISION))

@@ -1,0 +1,25 @@
+"""python -m benchmarks commands finds every command set with hand-written dev requests, and names its results."""
+
+from __future__ import annotations
+
+from benchmarks.commands import COMMAND_SET, command_sets, load_dataset, results_name
+from edge.commands import CommandSet
+
+
+def test_every_set_with_dev_requests_is_found_and_each_dev_line_validates():
+    sets = command_sets()
+    assert {"garden-irrigation", "workshop"} <= set(sets)
+    for path, dev in sets.values():
+        cs = CommandSet.from_file(path)
+        data = load_dataset(dev)
+        assert len(data) >= 60 or path == COMMAND_SET
+        for item in data:
+            cs.validate(item["expected"])
+        assert any(item["expected"]["command"] == cs.unknown for item in data)
+
+
+def test_the_reference_set_keeps_its_results_file_and_others_get_their_own():
+    sets = command_sets()
+    assert results_name(CommandSet.from_file(sets["workshop"][0])) == "commands-workshop"
+    if COMMAND_SET.is_file():
+        assert results_name(CommandSet.from_file(COMMAND_SET)) == "commands"
