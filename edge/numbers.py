@@ -56,7 +56,11 @@ ONE_BEFORE = {"of", "by", "another", "at", "or"}
 COUNTING = [(["a", "couple", "of"], "2"), (["half", "a", "dozen"], "6"), (["a", "couple"], "2"), (["a", "dozen"], "12")]
 TIME_UNITS = {"second", "seconds", "minute", "minutes", "min", "mins", "hour", "hours", "day", "days", "week", "weeks"}
 
-_TOKEN = re.compile(r"[A-Za-z]+|\d+(?:\.\d+)?|\s+|.", re.S)
+_TOKEN = re.compile(r"[A-Za-z]+|[0-9]+(?:\.[0-9]+)?|\s+|.", re.S)  # ASCII digits: int() refuses "²"
+
+
+def _digit(word: str) -> bool:
+    return word.isascii() and word.isdigit()
 
 
 def _fmt(value: float) -> str:
@@ -111,7 +115,7 @@ class _Reader:
         total, current, last, j, end = 0, 0, "", i, i
         while True:
             w = self.word(j)
-            if not last and (w == "a" or w.isdigit()) and self.word(self.after(j)) in SCALES:
+            if not last and (w == "a" or _digit(w)) and self.word(self.after(j)) in SCALES:
                 current, last = (1 if w == "a" else int(w)), "lead"  # "a hundred", "2 thousand"
             elif w in SMALL and last in ("", "hundred", "thousand", "and"):
                 current, last = current + SMALL[w], "tens" if w in TENS else "small"
@@ -143,7 +147,7 @@ class _Reader:
         if self.word(i) in ("minus", "negative"):
             sign, start = -1, self.after(i)
         read = self.cardinal(start)
-        if read is None and self.word(start).isdigit():
+        if read is None and _digit(self.word(start)):
             read = int(self.word(start)), start + 1  # "2 and a half", "3 dozen"
         if read is None:
             if self.word(start) == "point" and SMALL.get(self.word(self.after(start)), 10) < 10:
@@ -209,7 +213,7 @@ def _digits(text: str) -> str:
         if read is not None and r.word(r.after(read[1] - 1)) == "dozen":  # "two dozen"
             read = read[0] * 12, r.after(read[1] - 1) + 1
         # digits alone are kept as typed ("07"); a lone "one" may be a thing, not a count
-        if read is None or (w.isdigit() and read[1] == i + 1) or r.stands_for_a_thing(i, read[1]):
+        if read is None or (_digit(w) and read[1] == i + 1) or r.stands_for_a_thing(i, read[1]):
             out.append(r.tokens[i])
             i += 1
             continue
@@ -222,12 +226,12 @@ def _digits(text: str) -> str:
 _HOURS = r"(?:hours?|hrs?)"
 _DURATIONS: list[tuple[re.Pattern, object]] = [
     # "an hour and a half", "2 hours and a half", "1 hour and 30 minutes", "an hour 15 minutes"
-    (re.compile(rf"\b(an|\d+) {_HOURS} and a half\b", re.I),
+    (re.compile(rf"\b(an|[0-9]+) {_HOURS} and a half\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + 30:g} minutes"),
-    (re.compile(rf"\b(an|\d+) {_HOURS}(?: and)? (\d+) (?:minutes?|mins?)\b", re.I),
+    (re.compile(rf"\b(an|[0-9]+) {_HOURS}(?: and)? ([0-9]+) (?:minutes?|mins?)\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + int(m[2]):g} minutes"),
     # "1.5 hours", "2.5 hours", "0.5 hours"
-    (re.compile(rf"\b(\d+\.\d+) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
+    (re.compile(rf"\b([0-9]+\.[0-9]+) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
     (re.compile(r"\b(?:a |one )?half(?: an| a)? hour\b", re.I), lambda m: "30 minutes"),
     (re.compile(r"\b3 quarters of an hour\b", re.I), lambda m: "45 minutes"),
     (re.compile(r"\b(?:a )?quarter(?: of an|-)? ?hour\b", re.I), lambda m: "15 minutes"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.numbers import normalise
 
@@ -74,6 +76,7 @@ UNCHANGED = [
     "set it to 180",
     "20:00",
     "007 and 2.5",
+    "² ٣ 三 hours",  # digits of other scripts are not ASCII numbers
     "a few minutes",
     "Anyone home? Leave Jack and Ninette alone",
     "",
@@ -102,3 +105,17 @@ def test_idempotent_and_digits_pass_through():
         once = normalise(said)
         assert normalise(once) == once
     assert normalise("set the oven to 220 degrees for 90 minutes") == "set the oven to 220 degrees for 90 minutes"
+
+
+@given(st.text(max_size=80))
+def test_any_text_is_normalised_without_error(text):
+    assert isinstance(normalise(text), str)
+
+
+SOUP = ["one", "two", "hundred", "and", "a", "half", "thousand", "point", "dozen", "hour", "twenty", "third", "couple",
+        "of", "minus", "5", "-", ".", " "]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(SOUP), max_size=12))
+def test_number_word_soup_is_normalised_without_error(words):
+    assert isinstance(normalise(" ".join(words)), str)
