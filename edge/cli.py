@@ -40,6 +40,11 @@ local server (OpenAI-compatible API at /v1, the appliance panel page at /):
   edge-run --serve --model bundles/smollm2 --commands panel.json --asr-model bundles/whisper
   curl -s localhost:8080/v1/commands -H 'Content-Type: application/json' -d '{{"text": "kitchen light on"}}'
 
+hands-free assistant (wake word, then a command of the set or a short spoken answer):
+  edge-run --assistant --commands panel.json                  # say "okay nabu", then "turn on the kitchen light"
+  edge-run --assistant --wake hey_jarvis --commands panel.json --no-speak --json
+  edge-run --assistant --commands panel.json --audio session.wav --json   # a recording, as fast as the CPU allows
+
 speech (the bundle's task decides what --model does):
   edge-run --model bundles/whisper --audio a.wav b.wav       # one transcript per file
   edge-run --listen                                          # default speech model ({DEFAULT_SPEECH_SOURCE}), live
@@ -87,6 +92,15 @@ def argv_text(text: str) -> str:
     Python hands such bytes over as lone surrogates (surrogateescape), which the tokenizer cannot encode.
     """
     return _decode(text.encode("utf-8", "surrogateescape"))
+
+
+def _wake_choices() -> str:
+    from .wakeword import wake_word_names
+
+    names = wake_word_names()
+    return (
+        f"one of {', '.join(names)} (default: okay_nabu)" if names else "none installed (pip install 'edge[assistant]')"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="fit",
         help="encode only the audio there is (fit, default) or a zero-padded 30 s window (full)",
     )
+    w = p.add_argument_group("assistant (--assistant)")
+    w.add_argument(
+        "--assistant",
+        action="store_true",
+        help="wait for the wake word, then map the request to a command (or answer it) and speak the reply; "
+        "with --audio WAV, run over that recording instead of the microphone",
+    )
+    w.add_argument("--wake", metavar="NAME", default="okay_nabu", help=f"wake word: {_wake_choices()}")
+    w.add_argument("--no-speak", action="store_true", help="print replies without speaking them (Piper)")
     h = p.add_argument_group("server (--serve)")
     h.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others are reachable by anyone)"
@@ -487,6 +510,59 @@ def run_commands(args) -> int:
     return 0
 
 
+def run_assistant(args) -> int:
+    """--assistant: the hands-free loop over the microphone (or --audio WAV), one line per event."""
+    from .assistant import Answerer, Assistant, Voice, file_blocks, microphone_blocks
+    from .command_model import CommandModel
+    from .model import TextModel
+    from .vad import VoiceActivityDetector
+    from .wakeword import load_wake_word
+
+    if args.audio and len(args.audio) > 1:
+        raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
+    wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
+    text, command_set = _text_and_commands(args)
+    recognizer = _recognizer(
+        _open(args.asr_model or _default_model_path(SPEECH_RECOGNITION), SPEECH_RECOGNITION, "--asr-model"), args
+    )
+    if recognizer.bundle.vad_path is None:
+        raise EdgeError(
+            f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx)",
+            "pip install --no-deps silero-vad, then export the bundle again with --force",
+        )
+    model = TextModel(text, threads=args.threads, max_context=args.max_context)
+    commands = CommandModel(model, command_set) if command_set is not None else None
+    voice = None
+    if not (args.no_speak or args.audio):  # a recording runs faster than speech could be played
+        from .speak import Speaker
+
+        voice = Voice(Speaker(), device=args.device)
+    assistant = Assistant(
+        wake, VoiceActivityDetector(recognizer.bundle.vad_path), recognizer, commands, Answerer(model), voice
+    )
+    blocks = file_blocks(args.audio[0]) if args.audio else microphone_blocks(args.device, args.duration)
+    if not args.audio:
+        print(f"edge-run: say {wake.spec.phrase!r}, then your request; Ctrl-C stops.", file=sys.stderr)
+    try:
+        for event in assistant.run(blocks):
+            row = event.as_dict()
+            if args.json:
+                print(json.dumps(row, ensure_ascii=False), flush=True)
+            else:
+                detail = {k: v for k, v in row.items() if k not in ("event", "t")}
+                print(
+                    f"[{row['t']:8.2f}] {row['event']}"
+                    + (f" {json.dumps(detail, ensure_ascii=False)}" if detail else ""),
+                    flush=True,
+                )
+        if voice is not None:
+            voice.wait(timeout=60)  # let the last reply finish before the process ends
+    finally:
+        if voice is not None:
+            voice.close()
+    return 0
+
+
 def _open(path, task: str, flag: str):
     bundle = open_bundle(Path(path))
     if bundle.manifest.task != task:
@@ -515,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(list_devices())
             return 0
+        if args.assistant:
+            return run_assistant(args)
         if args.commands:
             return run_commands(args)
         bundle = open_bundle(Path(args.model) if args.model else _default_model_path(_task(args)))

@@ -1,0 +1,168 @@
+"""The hands-free loop: wake word -> request -> command or answer -> spoken reply, and what it never does.
+
+Unit tests run the real wake-word model and Silero VAD over espeak-ng speech with a counting stand-in for
+Whisper and the command model; the integration tests at the end run the real bundles, from a recording and
+through a virtual ALSA microphone and speaker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmarks.assistant import espeak, silence
+from edge.assistant import Assistant, Endpointing, Voice
+from edge.assistant.endpoint import is_complete
+from edge.assistant.reply import sentences
+
+needs_wake = pytest.mark.skipif(
+    importlib.util.find_spec("pymicro_wakeword") is None or shutil.which("espeak-ng") is None,
+    reason="needs pymicro-wakeword (pip install 'edge[assistant]') and espeak-ng",
+)
+
+
+class CountingRecognizer:
+    """Stands in for Whisper: records every clip it is given and 'hears' a fixed text."""
+
+    def __init__(self, text: str = "turn on the kitchen light"):
+        self.text = text
+        self.clips: list[np.ndarray] = []
+
+    def transcribe(self, audio: np.ndarray):
+        self.clips.append(audio)
+        return SimpleNamespace(text=self.text)
+
+
+class FixedCommands:
+    """Stands in for CommandModel: maps every request to one command."""
+
+    def __init__(self, command: dict):
+        self.command = command
+        self.commands = SimpleNamespace(unknown="unknown")
+
+    def parse(self, text: str):
+        return SimpleNamespace(command=self.command)
+
+
+LIGHT = {"command": "set_light", "args": {"room": "kitchen", "on": True}}
+
+
+def make(vad_path, recognizer, command=LIGHT, **kwargs) -> Assistant:
+    from edge.vad import VoiceActivityDetector
+    from edge.wakeword import load_wake_word
+
+    return Assistant(
+        load_wake_word("okay_nabu"), VoiceActivityDetector(vad_path), recognizer, FixedCommands(command), **kwargs
+    )
+
+
+def blocks(audio: np.ndarray, size: int = 512):
+    return (audio[i : i + size] for i in range(0, len(audio), size))
+
+
+@needs_wake
+def test_audio_before_the_wake_word_is_never_transcribed(vad_path):
+    recognizer = CountingRecognizer()
+    assistant = make(vad_path, recognizer)
+    chatter = [espeak(t) for t in ("turn on the kitchen light", "what a lovely day it is", "set a timer")]
+    talk = np.concatenate([np.concatenate([c, silence(0.6)]) for c in chatter * 3])
+    assert list(assistant.run(blocks(talk))) == []
+    assert assistant.transcriptions == 0 and recognizer.clips == []
+
+    # after a wake word, only the request reaches the recognizer: never the talk before the phrase
+    wake = espeak("okay nabu")
+    session = np.concatenate([talk, wake, silence(0.4), espeak("turn on the kitchen light"), silence(2.0)])
+    events = list(assistant.run(blocks(session)))
+    assert [e.event for e in events] == ["wake", "command"]
+    assert 1 <= assistant.transcriptions <= 2  # the short-silence guess, at most once more at the long silence
+    heard = sum(len(c) for c in recognizer.clips[-1:]) / 16000
+    assert heard < 0.4 + 2.0 + 0.5  # the request with its padding, not the minutes of talk before
+    assert events[0].t >= len(talk) / 16000
+
+
+@needs_wake
+def test_a_command_is_acted_on_after_a_short_silence_and_a_question_waits(vad_path):
+    session = np.concatenate([silence(0.5), espeak("okay nabu"), silence(0.4), espeak("turn on the light"), silence(2)])
+    speech_end = (len(session) - 2 * 16000) / 16000
+    command = list(make(vad_path, CountingRecognizer()).run(blocks(session)))[-1]
+    assert command.event == "command" and command.command == "set_light" and command.args == LIGHT["args"]
+    assert command.t - speech_end < 0.6  # the short silence, not the long one
+
+    unknown = {"command": "unknown", "args": {}}
+    answer = list(make(vad_path, CountingRecognizer("what is the capital"), unknown).run(blocks(session)))[-1]
+    assert answer.event == "answer" and answer.transcript == "what is the capital"
+    assert answer.t - speech_end >= Endpointing().long_s
+
+
+@needs_wake
+def test_nobody_speaking_after_the_wake_word_times_out(vad_path):
+    session = np.concatenate([silence(0.5), espeak("okay nabu"), silence(7.0)])
+    recognizer = CountingRecognizer()
+    events = list(make(vad_path, recognizer).run(blocks(session)))
+    assert [e.event for e in events] == ["wake", "timeout"]
+    assert events[1].t == pytest.approx(events[0].t + Endpointing().no_speech_s, abs=0.05)
+    assert recognizer.clips == []
+
+
+class SlowVoice(Voice):
+    """A Voice whose 'playback' lasts until stopped (a long reply), recording what was cut off."""
+
+    def __init__(self):
+        self.playing = threading.Event()
+        self.cut = threading.Event()
+        super().__init__(SimpleNamespace(synthesize=lambda text: (np.zeros(10, np.int16), 22050)))
+
+    def _play(self, audio, rate):
+        self.playing.set()
+        self.cut.wait(timeout=30)
+
+    def _play_stop(self):
+        self.cut.set()
+
+
+@needs_wake
+def test_the_wake_word_during_a_spoken_reply_stops_it(vad_path):
+    voice = SlowVoice()
+    voice.say("a long reply that goes on and on.", new_reply=True)
+    voice.say("a second sentence, queued behind it.")
+    assert voice.playing.wait(timeout=5) and voice.speaking
+    session = np.concatenate([silence(0.5), espeak("okay nabu"), silence(0.4), espeak("turn on the light"), silence(2)])
+    assistant = make(vad_path, CountingRecognizer(), voice=voice)
+    run = assistant.run(blocks(session))
+    assert next(run).event == "wake"
+    assert voice.cut.is_set() and voice.wait(timeout=5)  # cut off, and the queued sentence dropped
+    assert voice.spoken == ["a long reply that goes on and on."]
+    assert [e.event for e in run] == ["command"]
+    voice.close()
+
+
+def test_complete_commands_and_requests_still_going_on():
+    unknown = "unknown"
+    assert is_complete("Turn on the kitchen light.", LIGHT, unknown)
+    assert is_complete("Set a timer for fifteen minutes.", {"command": "start_timer", "args": {"minutes": 15}}, unknown)
+    # the model must fill in a number the grammar requires; one that was not said means the request is not over
+    assert not is_complete("Set a timer for", {"command": "start_timer", "args": {"minutes": 5}}, unknown)
+    assert not is_complete("Set a timer for...", {"command": "start_timer", "args": {"minutes": 5}}, unknown)
+    assert not is_complete("Heat the oven to", {"command": "set_oven_temperature", "args": {"celsius": 180}}, unknown)
+    assert not is_complete("What is the capital of France?", {"command": "unknown", "args": {}}, unknown)
+    assert not is_complete("Turn on the", LIGHT, unknown)
+
+
+def test_sentences_are_yielded_as_soon_as_they_are_complete():
+    consumed = []
+
+    def pieces():
+        for p in ["Paris is ", "the capital. ", "It is in ", "France! More ", "text. And more."]:
+            consumed.append(p)
+            yield p
+
+    stream = sentences(pieces())
+    assert next(stream) == "Paris is the capital."
+    assert len(consumed) == 2  # spoken before the model wrote the next sentence
+    assert list(stream) == ["It is in France!"]  # two sentences at most
+    assert list(sentences(iter(["3.5 degrees is cold"]))) == ["3.5 degrees is cold"]
