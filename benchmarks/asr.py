@@ -100,9 +100,11 @@ def _missing_tools(voice: str) -> str | None:
     return None
 
 
-def synthesize(voice: str, lines: list[str]) -> list[Path]:
-    """``.audio/VOICE/NN.wav`` for every line, made where missing or made from another text."""
-    folder = AUDIO / voice
+def synthesize(voice: str, lines: list[str], name: str | None = None) -> list[Path]:
+    """``.audio/VOICE/NN.wav`` for every line (``.audio/NAME/VOICE/`` for another set of lines), made
+    where missing or made from another text. Clips are cached by line number, so each set of lines
+    needs a folder of its own: sharing one, two sets would overwrite each other's clips on every run."""
+    folder = AUDIO / name / voice if name else AUDIO / voice
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "texts.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

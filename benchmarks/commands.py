@@ -77,8 +77,13 @@ def warmup_text(cs: CommandSet, texts: list[str]) -> str:
     return next(request for request, _ in examples(cs) if request not in texts)
 
 
-def audio_inputs(texts: list[str], warmup: str, chosen: list[int]) -> dict[str, tuple[list[str], str]]:
-    """{input: (the chosen clips, the warm-up clip)} for every voice that can be synthesized here."""
+def audio_inputs(
+    cs: CommandSet, texts: list[str], warmup: str, chosen: list[int]
+) -> dict[str, tuple[list[str], str]]:
+    """{input: (the chosen clips, the warm-up clip)} for every voice that can be synthesized here.
+
+    The reference set's clips are the ASR benchmark's (``.audio/VOICE``); every other set has its own
+    folder (``.audio/NAME/VOICE``), since clips are cached by line number."""
     from benchmarks.asr import _missing_tools, synthesize
 
     out = {}
@@ -86,7 +91,8 @@ def audio_inputs(texts: list[str], warmup: str, chosen: list[int]) -> dict[str, 
         if why := _missing_tools(voice):
             print(f"voice not run: {voice}: {why}", file=sys.stderr)
             continue
-        paths = synthesize(voice, texts + [warmup])  # the dataset keeps its indices, so the ASR cache is shared
+        # the dataset keeps its indices, so the reference set shares the ASR benchmark's cache
+        paths = synthesize(voice, texts + [warmup], None if results_name(cs) == "commands" else cs.name)
         out[f"audio-{voice}"] = ([str(paths[i]) for i in chosen], str(paths[-1]))
     return out
 
@@ -307,7 +313,7 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
     warmup = warmup_text(cs, texts)
     inputs = {"text": ([texts[i] for i in chosen], warmup)}
     if args.audio:
-        inputs |= audio_inputs(texts, warmup, chosen)
+        inputs |= audio_inputs(cs, texts, warmup, chosen)
     precisions = list(dict.fromkeys(args.precision or [DEFAULT_PRECISION, "int4"]))
     bundles = {("edge", p): str(ensure_bundle(p)) for p in precisions}
     if not args.no_specialised:
