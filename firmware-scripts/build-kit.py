@@ -50,6 +50,11 @@ PARTS = ("wheels", "bundles")  # what the summary line reports
 EXTRAS = "voice"  # sounddevice (and cffi) for --listen; the board also needs libportaudio2
 
 
+def extras(args) -> str:
+    """The edge extras the kit installs: --assistant adds the wake-word models and Piper (edge[assistant])."""
+    return f"{EXTRAS},assistant" if args.assistant else EXTRAS
+
+
 class KitError(Exception):
     """A kit that cannot be built, with what to do about it."""
 
@@ -114,7 +119,9 @@ def check_commands(path: str) -> Path:
     return Path(path).resolve()
 
 
-def gather_wheels(dest: Path, arch: str, python_version: str, glibc: str, wheels_from: str | None) -> Path:
+def gather_wheels(
+    dest: Path, arch: str, python_version: str, glibc: str, wheels_from: str | None, extras: str = EXTRAS
+) -> Path:
     """Put the project's wheel and its dependencies for the board into ``dest``; return edge's wheel."""
     dest.mkdir()
     if wheels_from:
@@ -135,7 +142,7 @@ def gather_wheels(dest: Path, arch: str, python_version: str, glibc: str, wheels
             "download", "--quiet", "--dest", str(dest), "--only-binary=:all:", *platforms,
             "--python-version", python_version, "--implementation", "cp",
             "--abi", abi, "--abi", "abi3", "--abi", "none",
-            f"{ours[0]}[{EXTRAS}]",
+            f"{ours[0]}[{extras}]",
         )  # fmt: skip
     return ours[0]
 
@@ -162,7 +169,9 @@ def build(args) -> Path:
     try:
         kit = work / "kit"
         kit.mkdir()
-        edge_wheel = gather_wheels(kit / "wheels", args.arch, args.python_version, args.glibc, args.wheels)
+        edge_wheel = gather_wheels(
+            kit / "wheels", args.arch, args.python_version, args.glibc, args.wheels, extras(args)
+        )
         edge_version = edge_wheel.name.split("-")[1]
         texts = [p.name for p, task in bundles if task == "text-generation"]
         speech = [p.name for p, task in bundles if task == "speech-recognition"]
@@ -183,7 +192,8 @@ def build(args) -> Path:
             "arch": args.arch,
             "python": args.python_version,
             "glibc": args.glibc,
-            "requirement": f"edge[{EXTRAS}]=={edge_version}",
+            "requirement": f"edge[{extras(args)}]=={edge_version}",
+            "assistant": int(args.assistant),
             # the voice-command service uses the first text and the first speech bundle
             "text_model": f"bundles/{texts[0]}" if texts else None,
             "asr_model": f"bundles/{speech[0]}" if speech else None,
@@ -230,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--bundle", action="append", default=[], metavar="DIR", help="a bundle to ship (repeatable)")
     p.add_argument("--commands", metavar="FILE", help="the command set for the voice-command service")
+    p.add_argument(
+        "--assistant",
+        action="store_true",
+        help="also ship the hands-free assistant's wake-word models and Piper voice (for install.sh --assistant)",
+    )
     p.add_argument("--out", metavar="FILE", help="archive path (default: dist/edge-kit-<id>-<arch>.tar.gz)")
     p.add_argument("--arch", choices=ARCHES, default="aarch64", help="board CPU (default: aarch64)")
     p.add_argument(

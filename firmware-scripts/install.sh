@@ -3,6 +3,7 @@
 #
 #   sudo ./edge-kit-<id>/install.sh                 install or upgrade, start the voice-command service
 #   sudo ./edge-kit-<id>/install.sh --serve         the same, with the HTTP API and panel page service instead
+#   sudo ./edge-kit-<id>/install.sh --assistant     the hands-free assistant instead (wake word, spoken replies)
 #   sudo /opt/edge/current/install.sh --rollback    go back to the release installed before
 #
 # What it does, each step skipped when already done (running it twice changes nothing):
@@ -23,6 +24,8 @@ SYSTEMD=1
 ROLLBACK=0
 MIC=""
 SERVE=0
+ASSISTANT=0
+WAKE=okay_nabu
 PORT=8080
 SERVICE=edge-voice.service
 SERVICE_USER=edge
@@ -30,7 +33,8 @@ ALSA_MARKER="# Written by edge's install.sh"
 
 usage() {
     cat <<EOF
-usage: install.sh [--prefix DIR] [--mic CARD] [--serve [--port N]] [--no-systemd] [--root DIR]
+usage: install.sh [--prefix DIR] [--mic CARD] [--serve [--port N] | --assistant [--wake NAME]]
+                  [--no-systemd] [--root DIR]
        install.sh --rollback [--prefix DIR] [--no-systemd] [--root DIR]
 
 Install the edge kit this script belongs to, offline, and run the voice-command service (or --serve).
@@ -42,6 +46,10 @@ Install the edge kit this script belongs to, offline, and run the voice-command 
                  OpenAI-compatible API and the panel page on http://127.0.0.1:PORT/ (loopback only:
                  for a kiosk browser on the board's screen)
   --port N       the --serve port (default: 8080)
+  --assistant    run edge-assistant.service instead of edge-voice.service: edge-run --assistant, which
+                 waits for the wake word, maps the request to a command or answers it, and speaks the
+                 reply on the default ALSA output (the kit must be built with build-kit.py --assistant)
+  --wake NAME    the assistant's wake word: okay_nabu (default), hey_jarvis, hey_mycroft or alexa
   --no-systemd   do not call systemctl (no systemd running: a chroot, a container, an image being
                  prepared); the unit is still installed and enabled for the next boot
   --root DIR     install into the root file system at DIR instead of / (for tests and images);
@@ -65,6 +73,8 @@ while [ $# -gt 0 ]; do
         --root) [ $# -ge 2 ] || die "--root needs a directory"; ROOT=$2; shift 2 ;;
         --mic) [ $# -ge 2 ] || die "--mic needs an ALSA card id"; MIC=$2; shift 2 ;;
         --serve) SERVE=1; SERVICE=edge-panel.service; shift ;;
+        --assistant) ASSISTANT=1; SERVICE=edge-assistant.service; shift ;;
+        --wake) [ $# -ge 2 ] || die "--wake needs a wake-word name"; WAKE=$2; shift 2 ;;
         --port) [ $# -ge 2 ] || die "--port needs a number"; PORT=$2; shift 2 ;;
         --no-systemd) SYSTEMD=0; shift ;;
         --rollback) ROLLBACK=1; shift ;;
@@ -92,6 +102,8 @@ fi
 if [[ ! "$PORT" =~ ^[1-9][0-9]{0,4}$ ]] || [ "$PORT" -gt 65535 ]; then
     die "--port takes a port number, 1-65535: $PORT"
 fi
+[ $((SERVE + ASSISTANT)) -le 1 ] || die "--serve and --assistant are two different services: pick one"
+[[ "$WAKE" =~ ^[a-z_]+$ ]] || die "--wake takes a wake-word name such as okay_nabu: $WAKE"
 [ -z "$MIC" ] || [[ "$MIC" =~ ^[A-Za-z0-9_-]+$ ]] || die "--mic takes an ALSA card id such as Device (see arecord -l): $MIC"
 if [ "$SYSTEMD" -eq 1 ] && [ ! -d /run/systemd/system ]; then
     say "systemd is not running here: installing as with --no-systemd (the service starts at the next boot)"
@@ -122,7 +134,7 @@ write_if_changed() { # write_if_changed FILE MODE < content; status 0 when the f
 restart_service() { # every edge service installed: they all run from the current release
     local s
     [ "$SYSTEMD" -eq 1 ] || return 0
-    for s in edge-voice.service edge-panel.service; do
+    for s in edge-voice.service edge-assistant.service edge-panel.service; do
         if [ -f "$T/etc/systemd/system/$s" ]; then
             systemctl restart "$s"
             say "restarted $s (logs: journalctl -u ${s%.service} -f)"
@@ -184,6 +196,9 @@ PY
 )
 [ "${kit[kit_format]:-}" = 1 ] || die "kit.json: format ${kit[kit_format]:-?} is not the one this install.sh reads (1)"
 ID=${kit[id]:-}
+[ "$ASSISTANT" -eq 0 ] || [ "${kit[assistant]:-0}" = 1 ] ||
+    die "this kit has no wake-word models (pymicro-wakeword) or Piper voice for --assistant" \
+        "build the kit with build-kit.py --assistant"
 [[ "$ID" =~ ^[A-Za-z0-9._+-]+$ ]] || die "kit.json: bad id: $ID"
 [ "${kit[have_arch]}" = "${kit[arch]}" ] || die "the kit is for ${kit[arch]} boards; this one is ${kit[have_arch]}" \
     "build a kit with build-kit.py --arch ${kit[have_arch]}"
@@ -289,6 +304,14 @@ if [ "$SERVE" -eq 1 ]; then
 IPAddressAllow=localhost
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 DevicePolicy=closed"
+elif [ "$ASSISTANT" -eq 1 ]; then
+    run="--assistant --wake $WAKE --json"
+    what="edge assistant: wake word -> request -> command or spoken answer, replies on the speaker (events to the journal)"
+    # like the voice service: the sound devices and no network; audio before the wake word never leaves memory
+    access="PrivateNetwork=yes
+RestrictAddressFamilies=AF_UNIX
+DevicePolicy=closed
+DeviceAllow=char-alsa rw"
 else
     run="--listen --json"
     what="edge voice commands: microphone -> speech -> one JSON command a line"
@@ -388,6 +411,17 @@ elif [ ! -f "$ASOUND" ]; then
 fi
 
 # --- 5. the service ----------------------------------------------------------------------------------
+# the voice-command service and the assistant both record the microphone: the one installed now replaces the other
+case $SERVICE in
+    edge-voice.service) other=edge-assistant.service ;;
+    edge-assistant.service) other=edge-voice.service ;;
+    *) other="" ;;
+esac
+if [ -n "$other" ] && [ -f "$UNIT" ] && [ -f "$T/etc/systemd/system/$other" ]; then
+    [ "$SYSTEMD" -eq 0 ] || systemctl disable --now --quiet "$other" || true
+    rm -f "$T/etc/systemd/system/multi-user.target.wants/$other" "$T/etc/systemd/system/$other"
+    say "removed $other: it records the microphone too"
+fi
 if [ -f "$UNIT" ]; then
     if [ "$SYSTEMD" -eq 1 ]; then
         [ "$unit_changed" -eq 0 ] || systemctl daemon-reload

@@ -350,3 +350,33 @@ def test_alsa_config_selects_the_usb_microphone_and_spares_a_foreign_one(tmp_pat
     assert r.returncode == 0 and "left" in r.stdout and conf.read_text() == "pcm.!default { type hw card 0 }\n"
     r = install(kit, root, "--mic", "bad card")
     assert r.returncode == 1 and "--mic" in r.stderr
+
+
+@needs_root
+def test_assistant_installs_its_service_in_place_of_the_voice_one(tmp_path, bundles, commands_file):
+    root = new_root(tmp_path / "root")
+    r, plain = build_kit(tmp_path, "0.1.0", bundles, commands_file)
+    assert r.returncode == 0, r.stderr
+    r = install(unpack(plain, tmp_path / "plain"), root, "--assistant")
+    assert r.returncode == 1 and "build-kit.py --assistant" in r.stderr  # no wake-word models in that kit
+    assert install(unpack(plain, tmp_path / "plain2"), root).returncode == 0  # the voice service first
+    units = root / "etc/systemd/system"
+    assert (units / "edge-voice.service").is_file()
+
+    r, kit = build_kit(tmp_path, "0.2.0", bundles, commands_file, "--assistant")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((unpack(kit, tmp_path / "look") / "kit.json").read_text())["requirement"].startswith(
+        "edge[voice,assistant]"
+    )
+    r = install(unpack(kit, tmp_path / "kit"), root, "--assistant", "--wake", "hey_jarvis")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed edge-voice.service" in r.stdout  # both record the microphone: one replaces the other
+    assert not (units / "edge-voice.service").exists()
+    assert not (units / "multi-user.target.wants/edge-voice.service").exists()
+    assert (units / "multi-user.target.wants/edge-assistant.service").is_symlink()
+    text = (units / "edge-assistant.service").read_text()
+    assert "edge-run --assistant --wake hey_jarvis --json --commands /opt/edge/current/commands.json" in text
+    assert "PrivateNetwork=yes" in text and "DeviceAllow=char-alsa rw" in text and "NoNewPrivileges=yes" in text
+    verify_unit(root, "edge-assistant.service")
+    r = install(unpack(kit, tmp_path / "kit2"), root, "--assistant", "--wake", "Hey Jarvis; rm -rf /")
+    assert r.returncode == 1 and "--wake takes a wake-word name" in r.stderr
