@@ -1,9 +1,11 @@
-"""Build the decoder's ONNX graph directly from a model's weights, with fused operators.
+"""Shared blocks for building a decoder's ONNX graph directly from its weights, with fused operators.
 
 Instead of tracing the PyTorch model (which leaves thousands of shape nodes), the graph is
 written layer by layer from the state dict using onnxruntime's fused CPU kernels:
 GroupQueryAttention (with rotary embedding and a KV cache), (Skip)SimplifiedLayerNormalization
 or (Skip)LayerNormalization, and plain MatMuls that the quantizer turns into MatMulNBits.
+Each family (``export/families/``) reads its weights into these blocks; most are a variation of
+one pre-norm rotary decoder (:func:`build_rotary_decoder`).
 
 Graph interface (the runtime's ``OnnxDecoder`` feeds it):
   inputs   input_ids int64 [batch, seq]; seqlens_k int32 [batch] (total length - 1);
@@ -13,8 +15,9 @@ Graph interface (the runtime's ``OnnxDecoder`` feeds it):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -30,7 +33,7 @@ MS = "com.microsoft"
 class DecoderSpec:
     """The shape facts of a decoder-only transformer, read from its config."""
 
-    family: str  # "llama" or "gpt2"
+    family: str  # a key of export.families.FAMILIES
     num_layers: int
     hidden: int
     num_heads: int
@@ -48,9 +51,17 @@ class GraphBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
+        self._constants: set[str] = set()
 
     def weight(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def constant(self, name: str, array: np.ndarray) -> str:
+        """A small initializer shared by every node that asks for ``name`` (shapes, axes)."""
+        if name not in self._constants:
+            self._constants.add(name)
+            self.weight(name, array)
         return name
 
     def op(self, op_type: str, inputs: list[str], n_out: int = 1, domain: str = "", name: str = "", **attrs):
@@ -80,6 +91,11 @@ def _np(t) -> np.ndarray:
     return t.detach().to("cpu").float().numpy()
 
 
+def state_dict(model: Any) -> dict[str, np.ndarray]:
+    """A torch model's weights as float32 numpy arrays, by their torch names."""
+    return {k: _np(v) for k, v in model.state_dict().items()}
+
+
 def _io(spec: DecoderSpec, layout: KVCacheLayout):
     batch, seq, past, total = "batch", "sequence", "past_sequence", "total_sequence"
     kv = [spec.num_kv_heads, spec.head_dim]
@@ -96,11 +112,33 @@ def _io(spec: DecoderSpec, layout: KVCacheLayout):
     return inputs, outputs
 
 
-def _attention(g: GraphBuilder, spec: DecoderSpec, layout: KVCacheLayout, i: int, qkv: str, rotary: bool) -> str:
+def attention(
+    g: GraphBuilder,
+    spec: DecoderSpec,
+    layout: KVCacheLayout,
+    i: int,
+    qkv: list[str],
+    rotary: str | None,
+    scale: float | None = None,
+    window: int | None = None,
+    softcap: float | None = None,
+) -> str:
+    """GroupQueryAttention over packed ``[qkv]`` or separate ``[q, k, v]``, writing layer ``i``'s cache.
+
+    ``rotary`` names the cos/sin cache pair to rotate with (None: no rotary), ``window`` keeps only
+    that many most recent positions in view (sliding-window layers), ``softcap`` is tanh soft-capping
+    of the attention scores.
+    """
     pk, pv, nk, nv = layout.names(i)
-    inputs = [qkv, "", "", pk, pv, "seqlens_k", "total_sequence_length"]
+    q, k, v = (qkv + ["", ""]) if len(qkv) == 1 else qkv
+    inputs = [q, k, v, pk, pv, "seqlens_k", "total_sequence_length"]
     if rotary:
-        inputs += ["cos_cache", "sin_cache"]
+        inputs += [f"{rotary}.cos", f"{rotary}.sin"]
+    attrs: dict[str, Any] = {}
+    if window:
+        attrs["local_window_size"] = int(window)
+    if softcap:
+        attrs["softcap"] = float(softcap)
     name = f"layers.{i}.attn"
     node = helper.make_node(
         "GroupQueryAttention",
@@ -110,9 +148,10 @@ def _attention(g: GraphBuilder, spec: DecoderSpec, layout: KVCacheLayout, i: int
         domain=MS,
         num_heads=spec.num_heads,
         kv_num_heads=spec.num_kv_heads,
-        do_rotary=int(rotary),
+        do_rotary=int(rotary is not None),
         rotary_interleaved=0,
-        scale=float(spec.head_dim**-0.5),
+        scale=float(scale if scale is not None else spec.head_dim**-0.5),
+        **attrs,
     )
     g.nodes.append(node)
     return f"{name}/out0"
@@ -126,113 +165,145 @@ def _last_position(g: GraphBuilder, x: str) -> str:
     return g.op("Slice", [x, starts, ends, axes], name="last_position")
 
 
-def _finish(g: GraphBuilder, spec: DecoderSpec, layout: KVCacheLayout, hidden: str, lm_head_in_out: np.ndarray):
+def finish(
+    g: GraphBuilder,
+    spec: DecoderSpec,
+    layout: KVCacheLayout,
+    hidden: str,
+    lm_head_in_out: np.ndarray,
+    softcap: float | None = None,
+) -> onnx.ModelProto:
+    """The output layer on the last position (``softcap``: ``tanh(logits / c) * c``) and the model."""
     # lm_head gets its own weight (not the tied embedding) so the quantizer can compress it.
     logits = g.matmul(_last_position(g, hidden), lm_head_in_out, "lm_head")
+    if softcap:
+        cap = g.constant("final_softcap", np.array(softcap, np.float32))
+        logits = g.op("Mul", [g.op("Tanh", [g.op("Div", [logits, cap])]), cap])
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     inputs, outputs = _io(spec, layout)
     return g.model(f"edge-{spec.family}", inputs, outputs)
 
 
-def build_llama(model, spec: DecoderSpec, layout: KVCacheLayout) -> onnx.ModelProto:
-    """Graph for a llama-family model (RMSNorm, rotary, grouped-query attention, SwiGLU)."""
-    sd = {k: _np(v) for k, v in model.state_dict().items()}
-    g = GraphBuilder()
-    inv_freq = _np(model.model.rotary_emb.inv_freq)
-    scaling = float(getattr(model.model.rotary_emb, "attention_scaling", 1.0))
-    freqs = np.outer(np.arange(spec.context_length, dtype=np.float32), inv_freq)
-    g.weight("cos_cache", (np.cos(freqs) * scaling).astype(np.float32))
-    g.weight("sin_cache", (np.sin(freqs) * scaling).astype(np.float32))
+@dataclass
+class Attention:
+    """One layer's attention weights as torch stores them ([out, in])."""
 
-    embed = sd["model.embed_tokens.weight"]
-    x = g.op("Gather", [g.weight("embed_tokens.weight", embed), "input_ids"], name="embed_tokens")
-    eps = spec.eps
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    bias: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # q, k, v biases (Qwen2)
+    q_norm: np.ndarray | None = None  # per-head RMSNorm before rotary (Qwen3, Gemma 3)
+    k_norm: np.ndarray | None = None
+    rotary: str | None = "rope"  # the cos/sin pair this layer rotates with; None: no rotary (SmolLM3)
+    window: int | None = None  # a sliding-window layer sees this many positions (Gemma 3's local layers)
+
+
+@dataclass
+class RotaryLayer:
+    """One pre-norm decoder layer: attention, then a gated feed-forward."""
+
+    attn: Attention
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    attn_norm: np.ndarray  # before attention
+    ffn_norm: np.ndarray  # before the feed-forward
+    attn_out_norm: np.ndarray | None = None  # Gemma also normalises each sub-block's output
+    ffn_out_norm: np.ndarray | None = None
+
+
+@dataclass
+class RotaryStyle:
+    """Where a family departs from llama, in one place."""
+
+    norm_offset: float = 0.0  # Gemma's RMSNorm scales by (1 + w)
+    activation: str = "silu"  # gate activation: "silu" (SwiGLU) or "gelu_tanh" (GeGLU)
+    embed_scale: float | None = None  # Gemma multiplies embeddings by sqrt(hidden)
+    attn_scale: float | None = None  # attention scale; None: head_dim ** -0.5
+    attn_softcap: float | None = None  # tanh cap on attention scores
+    final_softcap: float | None = None  # tanh cap on the logits
+
+
+@dataclass
+class RotaryDecoder:
+    """Everything :func:`build_rotary_decoder` needs, read from one family's weights."""
+
+    embed: np.ndarray  # [vocab, hidden]
+    layers: list[RotaryLayer]
+    final_norm: np.ndarray
+    lm_head: np.ndarray  # [vocab, hidden]; the embedding itself when tied
+    rotary: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (cos, sin), [positions, rotary_dim / 2]
+    style: RotaryStyle = field(default_factory=RotaryStyle)
+
+
+def rotary_cache(module: Any, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin) tables for positions 0..positions-1 from a transformers rotary embedding module."""
+    inv_freq = _np(module.inv_freq)
+    scaling = float(getattr(module, "attention_scaling", 1.0))
+    freqs = np.outer(np.arange(positions, dtype=np.float32), inv_freq)
+    return (np.cos(freqs) * scaling).astype(np.float32), (np.sin(freqs) * scaling).astype(np.float32)
+
+
+def build_rotary_decoder(d: RotaryDecoder, spec: DecoderSpec, layout: KVCacheLayout) -> onnx.ModelProto:
+    """The graph of a pre-norm rotary decoder: llama and the families that vary it (see :class:`RotaryStyle`)."""
+    g = GraphBuilder()
+    style = d.style
+    for name, (cos, sin) in d.rotary.items():
+        g.weight(f"{name}.cos", cos)
+        g.weight(f"{name}.sin", sin)
 
     def norm(inp: str, weight: np.ndarray, name: str, skip: str | None = None) -> tuple[str, str]:
-        w = g.weight(f"{name}.weight", weight)
+        w = g.weight(f"{name}.weight", (weight + style.norm_offset).astype(np.float32))
         if skip is None:
-            return g.op("SimplifiedLayerNormalization", [inp, w], name=name, axis=-1, epsilon=eps, stash_type=1), inp
-        out = g.op("SkipSimplifiedLayerNormalization", [inp, skip, w], n_out=4, domain=MS, name=name, epsilon=eps)
+            out = g.op("SimplifiedLayerNormalization", [inp, w], name=name, axis=-1, epsilon=spec.eps, stash_type=1)
+            return out, inp
+        out = g.op("SkipSimplifiedLayerNormalization", [inp, skip, w], n_out=4, domain=MS, name=name, epsilon=spec.eps)
         return out[0], out[3]
 
-    h, residual = norm(x, sd["model.layers.0.input_layernorm.weight"], "layers.0.input_layernorm")
-    for i in range(spec.num_layers):
-        p = f"model.layers.{i}."
-        qkv_w = np.concatenate([sd[p + f"self_attn.{n}_proj.weight"] for n in "qkv"], axis=0)
-        qkv = g.matmul(h, qkv_w.T, f"layers.{i}.attn.qkv_proj")
-        if p + "self_attn.q_proj.bias" in sd:
-            bias = np.concatenate([sd[p + f"self_attn.{n}_proj.bias"] for n in "qkv"])
-            qkv = g.op("Add", [qkv, g.weight(f"layers.{i}.attn.qkv_proj.bias", bias)])
-        attn = _attention(g, spec, layout, i, qkv, rotary=True)
-        attn = g.matmul(attn, sd[p + "self_attn.o_proj.weight"].T, f"layers.{i}.attn.o_proj")
-        post = p + "post_attention_layernorm.weight"
-        h, residual = norm(attn, sd[post], f"layers.{i}.post_attention_layernorm", residual)
+    def per_head_norm(x: str, weight: np.ndarray, name: str) -> str:
+        heads = g.constant("heads_shape", np.array([0, 0, -1, spec.head_dim], np.int64))
+        flat = g.constant("flat_shape", np.array([0, 0, -1], np.int64))
+        normed, _ = norm(g.op("Reshape", [x, heads]), weight, name)
+        return g.op("Reshape", [normed, flat])
 
-        inter = sd[p + "mlp.gate_proj.weight"].shape[0]
-        gate_up_w = np.concatenate([sd[p + "mlp.gate_proj.weight"], sd[p + "mlp.up_proj.weight"]], axis=0)
-        gate_up = g.matmul(h, gate_up_w.T, f"layers.{i}.mlp.gate_up_proj")
+    x = g.op("Gather", [g.weight("embed_tokens.weight", d.embed), "input_ids"], name="embed_tokens")
+    if style.embed_scale:
+        x = g.op("Mul", [x, g.constant("embed_scale", np.array(style.embed_scale, np.float32))])
+    h, residual = norm(x, d.layers[0].attn_norm, "layers.0.input_layernorm")
+    for i, layer in enumerate(d.layers):
+        a, p = layer.attn, f"layers.{i}."
+        qkv = g.matmul(h, np.concatenate([a.q, a.k, a.v]).T, p + "attn.qkv_proj")
+        if a.bias is not None:
+            qkv = g.op("Add", [qkv, g.weight(p + "attn.qkv_proj.bias", np.concatenate(a.bias))])
+        parts = [qkv]
+        if a.q_norm is not None:
+            sizes = g.constant("qkv_split", np.array([len(a.q), len(a.k), len(a.v)], np.int64))
+            q, k, v = g.op("Split", [qkv, sizes], n_out=3, axis=-1)
+            parts = [per_head_norm(q, a.q_norm, p + "attn.q_norm"), per_head_norm(k, a.k_norm, p + "attn.k_norm"), v]
+        out = attention(g, spec, layout, i, parts, a.rotary, style.attn_scale, a.window, style.attn_softcap)
+        out = g.matmul(out, a.o.T, p + "attn.o_proj")
+        if layer.attn_out_norm is not None:
+            out, _ = norm(out, layer.attn_out_norm, p + "post_attention_layernorm")
+        h, residual = norm(out, layer.ffn_norm, p + "pre_feedforward_layernorm", residual)
+
+        inter = len(layer.gate)
+        gate_up = g.matmul(h, np.concatenate([layer.gate, layer.up]).T, p + "mlp.gate_up_proj")
         gate, up = g.op(
-            "Split", [gate_up, g.weight(f"layers.{i}.mlp.split", np.array([inter, inter], np.int64))], n_out=2, axis=-1
+            "Split", [gate_up, g.constant("gate_up_split", np.array([inter, inter], np.int64))], n_out=2, axis=-1
         )
-        act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
-        down = g.matmul(g.op("Mul", [act, up]), sd[p + "mlp.down_proj.weight"].T, f"layers.{i}.mlp.down_proj")
-        if i + 1 < spec.num_layers:
-            nxt, nxt_name = sd[f"model.layers.{i + 1}.input_layernorm.weight"], f"layers.{i + 1}.input_layernorm"
+        if style.activation == "silu":
+            act = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
+        else:  # gelu with the tanh approximation
+            act = g.op("FastGelu", [gate], domain=MS)
+        down = g.matmul(g.op("Mul", [act, up]), layer.down.T, p + "mlp.down_proj")
+        if layer.ffn_out_norm is not None:
+            down, _ = norm(down, layer.ffn_out_norm, p + "post_feedforward_layernorm")
+        if i + 1 < len(d.layers):
+            h, residual = norm(down, d.layers[i + 1].attn_norm, f"layers.{i + 1}.input_layernorm", residual)
         else:
-            nxt, nxt_name = sd["model.norm.weight"], "norm"
-        h, residual = norm(down, nxt, nxt_name, residual)
-
-    lm_head = sd.get("lm_head.weight", embed)
-    return _finish(g, spec, layout, h, lm_head.T)
-
-
-def build_gpt2(model, spec: DecoderSpec, layout: KVCacheLayout) -> onnx.ModelProto:
-    """Graph for a GPT-2-family model (LayerNorm, learned positions, multi-head attention, GELU)."""
-    sd = {k: _np(v) for k, v in model.state_dict().items()}
-    sd = {k.removeprefix("transformer."): v for k, v in sd.items()}
-    g = GraphBuilder()
-    eps = spec.eps
-
-    # positions = total_sequence_length - seq .. total_sequence_length - 1
-    seq = g.op("Squeeze", [g.op("Shape", ["input_ids"], start=1, end=2)])
-    total = g.op("Cast", ["total_sequence_length"], to=TensorProto.INT64)
-    positions = g.op("Range", [g.op("Sub", [total, seq]), total, g.weight("step", np.array(1, np.int64))])
-    # [1, seq] rather than [seq]: ORT's Range->Gather to Slice rewrite mishandles scalar bounds
-    positions = g.op("Unsqueeze", [positions, g.weight("axis0", np.array([0], np.int64))])
-    pos_emb = g.op("Gather", [g.weight("wpe.weight", sd["wpe.weight"]), positions], name="wpe")
-    tok_emb = g.op("Gather", [g.weight("wte.weight", sd["wte.weight"]), "input_ids"], name="wte")
-    x = g.op("Add", [tok_emb, pos_emb])
-
-    def norm(inp: str, prefix: str, skip: str | None = None, bias: str | None = None) -> tuple[str, str]:
-        w = g.weight(f"{prefix}.weight", sd[f"{prefix}.weight"])
-        b = g.weight(f"{prefix}.bias", sd[f"{prefix}.bias"])
-        if skip is None:
-            return g.op("LayerNormalization", [inp, w, b], name=prefix, axis=-1, epsilon=eps), inp
-        inputs = [inp, skip, w, b] + ([bias] if bias else [])
-        out = g.op("SkipLayerNormalization", inputs, n_out=4, domain=MS, name=prefix, epsilon=eps)
-        return out[0], out[3]
-
-    h, residual = norm(x, "h.0.ln_1")
-    for i in range(spec.num_layers):
-        p = f"h.{i}."
-        qkv = g.matmul(h, sd[p + "attn.c_attn.weight"], f"h.{i}.attn.c_attn")
-        qkv = g.op("Add", [qkv, g.weight(f"h.{i}.attn.c_attn.bias", sd[p + "attn.c_attn.bias"])])
-        attn = _attention(g, spec, layout, i, qkv, rotary=False)
-        attn = g.matmul(attn, sd[p + "attn.c_proj.weight"], f"h.{i}.attn.c_proj")
-        proj_bias = g.weight(f"h.{i}.attn.c_proj.bias", sd[p + "attn.c_proj.bias"])
-        h, residual = norm(attn, f"h.{i}.ln_2", residual, proj_bias)
-
-        fc = g.matmul(h, sd[p + "mlp.c_fc.weight"], f"h.{i}.mlp.c_fc")
-        act = g.op("FastGelu", [fc, g.weight(f"h.{i}.mlp.c_fc.bias", sd[p + "mlp.c_fc.bias"])], domain=MS)
-        down = g.matmul(act, sd[p + "mlp.c_proj.weight"], f"h.{i}.mlp.c_proj")
-        down_bias = g.weight(f"h.{i}.mlp.c_proj.bias", sd[p + "mlp.c_proj.bias"])
-        h, residual = norm(down, f"h.{i + 1}.ln_1" if i + 1 < spec.num_layers else "ln_f", residual, down_bias)
-
-    lm_head = sd.get("lm_head.weight", sd["wte.weight"])
-    return _finish(g, spec, layout, h, lm_head.T)
-
-
-BUILDERS = {"llama": build_llama, "gpt2": build_gpt2}
+            h, residual = norm(down, d.final_norm, "norm", residual)
+    return finish(g, spec, layout, h, d.lm_head.T, style.final_softcap)
 
 
 def save_model(proto: onnx.ModelProto, path: Path) -> None:

