@@ -80,3 +80,15 @@ def test_speech_without_the_phrase_does_not_wake_it(okay_nabu):
     talk = [espeak(t) for t in ("okay then, turn it on", "nobody knew the answer", "hey jarvis, what time is it")]
     audio = np.concatenate([np.concatenate([t, silence(0.5)]) for t in talk])
     assert detections(okay_nabu, audio) == []
+
+
+def test_a_missing_runtime_names_the_extra(monkeypatch):
+    import sys
+
+    from edge.wakeword import WakeWordDetector, wake_word_spec
+
+    spec = wake_word_spec("okay_nabu")
+    monkeypatch.setitem(sys.modules, "pymicro_wakeword", None)  # makes the import raise ImportError
+    with pytest.raises(EdgeError, match="wake words need pymicro-wakeword") as e:
+        WakeWordDetector(spec)
+    assert e.value.hint == "pip install 'edge[assistant]' (the pymicro-wakeword package and its models)"
