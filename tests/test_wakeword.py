@@ -92,3 +92,42 @@ def test_a_missing_runtime_names_the_extra(monkeypatch):
     with pytest.raises(EdgeError, match="wake words need pymicro-wakeword") as e:
         WakeWordDetector(spec)
     assert e.value.hint == "pip install 'edge[assistant]' (the pymicro-wakeword package and its models)"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tflite") is None, reason="the export extra's tflite reader is missing")
+@pytest.mark.parametrize("name", PACKAGED)
+def test_the_onnx_conversion_follows_tflite(name):
+    """export.wakeword's graph, run on onnxruntime, against the TFLite runtime on the same features."""
+    from collections import deque
+
+    import onnxruntime as ort
+    from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+
+    from edge.wakeword import wake_word_spec
+    from export.wakeword import INPUT, OUTPUT, convert
+
+    spec = wake_word_spec(name)
+    model, state = convert(spec.model_path)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    audio = np.concatenate([silence(0.5), espeak(spec.phrase.lower()), silence(0.5), espeak("turn on the light")])
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    features = list(MicroWakeWordFeatures().process_streaming(pcm))
+    reference = MicroWakeWord.from_builtin(Model(name))
+    window: deque[float] = deque(maxlen=spec.sliding_window_size)
+    theirs, ours = [], []
+    for start in range(0, len(features) - 2, 3):  # the models take 3 feature frames a call
+        for f in features[start : start + 3]:
+            probability = reference.process_streaming_prob(f)
+        theirs.append(probability)
+        outputs = session.run(
+            None, {INPUT: np.concatenate(features[start : start + 3], axis=1).astype(np.float32)} | state
+        )
+        named = dict(zip((o.name for o in session.get_outputs()), outputs, strict=True))
+        state = {k: named[k + "_next"] for k in state}
+        window.append(float(named[OUTPUT][0, 0]))
+        ours.append(sum(window) / len(window) if len(window) == window.maxlen else 0.0)
+    assert np.abs(np.array(theirs) - np.array(ours)).max() <= 0.05
+    cutoff = spec.probability_cutoff
+    assert [p > cutoff for p in theirs] == [p > cutoff for p in ours]
+    if name == "okay_nabu":  # the one espeak-ng's voice is heard saying (its "hey jarvis" is not, by either)
+        assert max(ours) > cutoff
