@@ -9,6 +9,7 @@
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
   python -m benchmarks assistant [--quick]    the hands-free loop: wake recall, false wakes/h, command latency, idle CPU
   python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
+  python -m benchmarks soak [--minutes 3]     edge-run --serve for minutes, half its clients hostile (memory, threads)
 
 Every measured run is a fresh process (``benchmarks.worker``, ``benchmarks.asr_worker``); runs are interleaved
 across systems so drift on a noisy machine hits every row alike; figures are medians. Results go
@@ -316,6 +317,12 @@ def server(args) -> None:
     run(args)
 
 
+def soak(args) -> None:
+    from benchmarks.soak import run_server
+
+    run_server(args)
+
+
 def setup(args) -> None:
     from benchmarks.setup_peers import build_all
 
@@ -372,6 +379,10 @@ def main() -> None:
     c.add_argument("--precision", default="fp32", help="text bundle precision (default: fp32, the default bundle)")
     c.add_argument("--stacks", action="store_true", help="instead: the HTTP stack's import time and memory")
     c.add_argument("--quick", action="store_true", help="6 seconds")
+    c = sub.add_parser("soak", help="edge-run --serve for minutes under 16 clients, half of them hostile")
+    c.add_argument("--minutes", type=float, default=3)
+    c.add_argument("--clients", type=int, default=16)
+    c.add_argument("--model", type=Path, help="text bundle (default: the default int4/fp32 bundle, else a tiny one)")
     args = p.parse_args()
     if getattr(args, "quick", False):
         args.threads, args.tokens = [1], 32
@@ -385,6 +396,7 @@ def main() -> None:
         "commands": commands,
         "assistant": assistant,
         "server": server,
+        "soak": soak,
     }
     runners[args.command](args)
 

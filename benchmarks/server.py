@@ -44,10 +44,14 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 4)
 
 
-def start_server(model: Path, asr: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(model: Path, asr: Path | None) -> tuple[subprocess.Popen, str, float]:
+    """``edge-run --serve`` on a free loopback port with the panel's command set and speech from ``asr``
+    (``asr`` None: chat only, as --commands would load the default speech bundle, building it if need be):
+    (the process, its URL, seconds to start)."""
     began = time.perf_counter()
     cmd = [sys.executable, "-m", "edge.cli", "--serve", "--port", "0", "--model", str(model)]
-    cmd += ["--commands", str(PANEL), "--asr-model", str(asr)]
+    if asr is not None:
+        cmd += ["--commands", str(PANEL), "--asr-model", str(asr)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     line = proc.stderr.readline()
     if "serving" not in line:

@@ -142,6 +142,8 @@ class Access:
     def check(self, headers: Message, path: str, http_11: bool) -> None:
         """Raise the :class:`ApiError` that refuses this request, if any."""
         host_header = headers.get("Host")
+        if len(headers.get_all("Host") or []) > 1:  # RFC 9112: which one a proxy went by is anyone's guess
+            raise ApiError(400, "the request has more than one Host header", code="bad_host")
         if host_header is None:
             if http_11:  # RFC 9112: a server must answer 400 to an HTTP/1.1 request without Host
                 raise ApiError(400, "the request has no Host header", code="bad_host")

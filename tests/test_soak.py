@@ -20,3 +20,19 @@ def test_memory_and_file_descriptors_stay_flat(tiny_bundle, whisper_bundle):
     assert result["mb_per_10k_tokens"] < 5, result
     assert result["mb_per_1k_utterances"] < 20, result
     assert result["open_files_after"] <= result["open_files_before"], result
+
+
+@pytest.mark.integration
+def test_a_server_soak_answers_every_well_formed_request(tiny_bundle):
+    """The server soak's code path, for 10 s (the full run: `python -m benchmarks soak`)."""
+    pytest.importorskip("psutil", reason="psutil is a dev dependency: pip install -e '.[dev]'")
+    from benchmarks.soak import server_soak
+
+    result = server_soak(tiny_bundle("llama", "fp32"), seconds=10, clients=8)
+    print(result)
+    assert result["server_alive"] and result["well_formed"] > 10, result
+    assert result["well_formed_unanswered"] == 0, result["unanswered_samples"]
+    hostile = {k.split(":")[0] for k in result["outcomes"]} - {"chat", "stream", "models", "health", "half-close"}
+    assert len(hostile) >= 5, result  # most kinds of hostile client came by
+    assert result["threads_end"] <= result["threads_start"] + 2, result
+    assert result["rss_end_mb"] - result["rss_start_mb"] < 50, result
