@@ -287,7 +287,10 @@ def ablation(args) -> None:
     rows = ab.run(int4, ensure_bundle("fp32"), ids, rounds=args.rounds)
     title = (
         f"{SOURCE} int4, one change at a time: decode step time (1 thread, {args.rounds} interleaved rounds "
-        f"of 8 steps after a {len(ids)}-token prompt), top-1 agreement with fp32 over {rows[0]['eval_tokens']} tokens"
+        f"of 8 steps after a {len(ids)}-token prompt), top-1 agreement (raw, and tie-aware as the gate reads it) and "
+        f"perplexity against fp32 over {rows[0]['eval_tokens']} tokens of the evaluation text; calibrated variants "
+        f"(export/calibrate.py) requantize the exact Q4_1 weights with activations from "
+        f"{rows[0]['calibration_tokens']} tokens of export/data/calib_text.txt"
     )
     write("ablation", rows, args, ab.markdown(rows, title))
 
