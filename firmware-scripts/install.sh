@@ -304,21 +304,20 @@ if [ "$SERVE" -eq 1 ]; then
 IPAddressAllow=localhost
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
 DevicePolicy=closed"
-elif [ "$ASSISTANT" -eq 1 ]; then
-    run="--assistant --wake $WAKE --json"
-    what="edge assistant: wake word -> request -> command or spoken answer, replies on the speaker (events to the journal)"
-    # like the voice service: the sound devices and no network; audio before the wake word never leaves memory
-    access="PrivateNetwork=yes
-RestrictAddressFamilies=AF_UNIX
-DevicePolicy=closed
-DeviceAllow=char-alsa rw"
 else
-    run="--listen --json"
-    what="edge voice commands: microphone -> speech -> one JSON command a line"
+    # the voice service and the assistant: the sound devices and no network (the assistant's audio before a
+    # wake word never leaves memory)
     access="PrivateNetwork=yes
 RestrictAddressFamilies=AF_UNIX
 DevicePolicy=closed
 DeviceAllow=char-alsa rw"
+    if [ "$ASSISTANT" -eq 1 ]; then
+        run="--assistant --wake $WAKE --json"
+        what="edge assistant: wake word -> request -> command or spoken answer, replies on the speaker (events to the journal)"
+    else
+        run="--listen --json"
+        what="edge voice commands: microphone -> speech -> one JSON command a line"
+    fi
 fi
 unit_changed=0
 if [ -e "$BASE/current/text-model" ] && [ -e "$BASE/current/asr-model" ] && [ -e "$BASE/current/commands.json" ]; then

@@ -8,7 +8,6 @@ through a virtual ALSA microphone and speaker.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -178,15 +177,6 @@ def test_sentences_are_yielded_as_soon_as_they_are_complete():
 # --- the real thing: Whisper tiny.en and SmolLM2 bundles, exported the way the integration tests do -----------
 
 PANEL = ROOT.parent / "shared" / "commands" / "appliance-panel.json"
-PLAYBACK_CONF = """\
-pcm.!default {{
-    type file
-    slave.pcm {{ type null }}
-    file "{outfile}"
-    infile "{infile}"
-    format "raw"
-}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +218,7 @@ def test_assistant_over_a_recording_and_through_a_virtual_microphone_and_speaker
     import subprocess
     import sys
 
-    from test_microphone import needs_portaudio
+    from test_microphone import needs_portaudio, virtual_microphone
 
     # by name: this module's whisper_bundle is the real one imported above, not conftest's tiny random one
     bundles = request.getfixturevalue("whisper_bundle"), request.getfixturevalue("smollm2_bundle").path
@@ -243,9 +233,7 @@ def test_assistant_over_a_recording_and_through_a_virtual_microphone_and_speaker
     from edge.audio import load_audio
 
     audio = load_audio(session_wav)
-    (np.clip(audio, -1, 1) * 32767).round().astype("<i2").tofile(tmp_path / "mic.raw")
-    conf = tmp_path / "asound.conf"
-    conf.write_text(PLAYBACK_CONF.format(infile=tmp_path / "mic.raw", outfile=tmp_path / "speaker.raw"))
+    env = virtual_microphone(tmp_path, audio, played=tmp_path / "speaker.raw")
     speak = importlib.util.find_spec("piper") is not None
     args = assistant_args(*bundles) + ["--duration", str(len(audio) / 16000)]
     live = subprocess.run(
@@ -253,7 +241,7 @@ def test_assistant_over_a_recording_and_through_a_virtual_microphone_and_speaker
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "ALSA_CONFIG_PATH": str(conf)},
+        env=env,
         timeout=300,
     )
     assert live.returncode == 0, live.stderr

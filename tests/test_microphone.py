@@ -36,7 +36,7 @@ ASOUND_CONF = """\
 pcm.!default {{
     type file
     slave.pcm {{ type null }}
-    file "/dev/null"
+    file "{outfile}"
     infile "{infile}"
     format "raw"
 }}
@@ -63,12 +63,15 @@ else:
 """
 
 
-def virtual_microphone(folder: Path, audio: np.ndarray) -> dict[str, str]:
-    """Write ``audio`` as the raw int16 16 kHz mono input of a virtual ALSA device; return the env that selects it."""
+def virtual_microphone(folder: Path, audio: np.ndarray, played: Path | None = None) -> dict[str, str]:
+    """Write ``audio`` as the raw int16 16 kHz mono input of a virtual ALSA device; return the env that selects it.
+
+    What is played on the same device goes to ``played`` (raw, at the player's rate), else nowhere.
+    """
     raw = folder / "mic.raw"
     (np.clip(audio, -1, 1) * 32767).round().astype("<i2").tofile(raw)
     conf = folder / "asound.conf"
-    conf.write_text(ASOUND_CONF.format(infile=raw))
+    conf.write_text(ASOUND_CONF.format(infile=raw, outfile=played or "/dev/null"))
     return {**os.environ, "ALSA_CONFIG_PATH": str(conf)}
 
 
