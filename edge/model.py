@@ -58,7 +58,7 @@ class TextModel:
         start = time.perf_counter()
         self.bundle = bundle
         self.manifest = m
-        self.tokenizer = Tokenizer(bundle.tokenizer_path)
+        self.tokenizer = Tokenizer.from_bundle(bundle)
         if self.tokenizer.vocab_size > m.vocab_size:
             raise BundleError(
                 f"{bundle.tokenizer_path}: tokenizer has {self.tokenizer.vocab_size} tokens, "
