@@ -3,6 +3,7 @@
   python -m benchmarks precisions [--quick]   edge at each export precision, with quality figures
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
   python -m benchmarks decode [--quick]       edge side by side with the peers
+  python -m benchmarks startup [--runs 5]     process start to first token by stage, peak RSS: edge int4 and fp32
   python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
   python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
@@ -255,6 +256,13 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def startup(args) -> None:
+    from benchmarks.startup import run
+
+    bundles = {p: ensure_bundle(p) for p in args.precisions}
+    run(args, bundles, prompt_ids(next(iter(bundles.values()))))
+
+
 def profile(args) -> None:
     import tempfile
 
@@ -349,6 +357,11 @@ def main() -> None:
     sub.add_parser("setup", help="build the peers' models into benchmarks/.peers")
     c = sub.add_parser("ablation", help="edge int4 with one thing changed: step time and agreement")
     c.add_argument("--rounds", type=int, default=20)
+    c = sub.add_parser("startup", help="process start to first token by stage, and peak RSS: edge int4 and fp32")
+    c.add_argument("--runs", type=int, default=5)
+    c.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    c.add_argument("--precisions", nargs="+", default=["int4", "fp32"])
+    c.add_argument("--variants", nargs="+", default=["edge", "bundle-tokenizer", "no-repack", "prepack-cache"])
     c = sub.add_parser("profile", help="kernel time per decode step by role: edge int4/int8-weight and genai")
     c.add_argument("--tokens", type=int, default=128)
     c = sub.add_parser("asr", help="whisper-tiny.en: edge vs faster-whisper on synthesized commands")
@@ -393,6 +406,7 @@ def main() -> None:
         "precisions": precisions,
         "decode": decode,
         "profile": profile,
+        "startup": startup,
         "ablation": ablation,
         "setup": setup,
         "asr": asr,
