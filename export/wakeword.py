@@ -9,13 +9,19 @@ so the float graph rounds and saturates where the int8 kernels do; weights and b
 >>> model, initial_state = convert("okay_nabu.tflite")     # onnx.ModelProto, {"state_...": zeros}
 
 Measured on the four packaged models over espeak-ng speech: the probability equals TFLite's at 88-100% of
-steps and is at most 0.04 off (TFLite requantizes in fixed point, this graph in float). The runtime does not
-use it yet: the features (TFLite Micro's fixed-point frontend, ``pymicro-features``) are not reproduced in
-numpy, and without them a converted model still needs a compiled dependency. See the README's assistant section.
+steps and is at most 0.04 off (TFLite requantizes in fixed point, this graph in float), with the same decisions.
+
+``python -m export.wakeword [NAME ...] [--out DIR]`` converts the packaged models (all four by default) into
+the cache (``edge.wakeword.models.converted_dir()``), where ``edge-run --assistant`` finds them and runs them on
+onnxruntime with edge's numpy frontend: each ``NAME.onnx`` beside a ``NAME.json`` sidecar in microWakeWord's
+format whose ``edge`` section lists the files' checksums (checked before every load) and the source file.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +213,52 @@ class _Converter:
 def convert(path: str | Path):
     """A microWakeWord ``.tflite`` -> (``onnx.ModelProto``, the state inputs' initial values)."""
     return _Converter(Path(path).read_bytes()).convert()
+
+
+def export_wake_word(name: str, out: Path) -> Path:
+    """Convert the packaged model ``name`` into ``out``; return the sidecar's path."""
+    from edge.files import atomic_write_bytes, atomic_write_json, sha256_file
+    from edge.wakeword.models import wake_word_spec
+
+    spec = wake_word_spec(name, runtime="tflite")
+    model, state = convert(spec.model_path)
+    if any(np.any(value) for value in state.values()):
+        raise NotImplementedError(f"{name}: streaming state that does not start at zero is not carried over")
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_name = spec.name + ".onnx"
+    atomic_write_bytes(out / onnx_name, model.SerializeToString())
+    sidecar = json.loads(spec.model_path.with_suffix(".json").read_text())
+    sidecar["model"] = onnx_name
+    sidecar["edge"] = {
+        "files": {onnx_name: {"sha256": sha256_file(out / onnx_name), "size": (out / onnx_name).stat().st_size}},
+        "converted_from": {"file": spec.model_path.name, "sha256": sha256_file(spec.model_path)},
+        "features": "edge.wakeword.features (TFLite Micro's micro_frontend: 30 ms window, 10 ms step, 40 channels)",
+    }
+    atomic_write_json(out / (spec.name + ".json"), sidecar)
+    return out / (spec.name + ".json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.errors import EdgeError
+    from edge.wakeword.models import converted_dir, packaged_sidecars
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export.wakeword",
+        description="Convert the packaged microWakeWord models to ONNX, so the assistant runs them on onnxruntime.",
+    )
+    parser.add_argument("names", nargs="*", metavar="NAME", help="wake words to convert (default: all packaged)")
+    parser.add_argument("--out", type=Path, default=None, help=f"folder to write (default: {converted_dir()})")
+    args = parser.parse_args(argv)
+    out = args.out or converted_dir()
+    try:
+        names = args.names or sorted(packaged_sidecars())
+        for name in names:
+            print(f"{name}: {export_wake_word(name, out)}")
+    except EdgeError as e:
+        print(f"python -m export.wakeword: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

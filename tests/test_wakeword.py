@@ -91,7 +91,135 @@ def test_a_missing_runtime_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymicro_wakeword", None)  # makes the import raise ImportError
     with pytest.raises(EdgeError, match="wake words need pymicro-wakeword") as e:
         WakeWordDetector(spec)
-    assert e.value.hint == "pip install 'edge[assistant]' (the pymicro-wakeword package and its models)"
+    assert "pip install 'edge[assistant]'" in e.value.hint and "python -m export.wakeword" in e.value.hint
+
+
+def reference_features(pcm: np.ndarray) -> np.ndarray:
+    """pymicro-features' output: TFLite Micro's C frontend, fed 10 ms at a time."""
+    from pymicro_features import MicroFrontend
+
+    frontend, out, data, offset = MicroFrontend(), [], pcm.astype("<i2").tobytes(), 0
+    while offset + 320 <= len(data):
+        result = frontend.process_samples(data[offset : offset + 320])
+        offset += 2 * result.samples_read
+        if result.features:
+            out.append(result.features)
+    return np.array(out, np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech_and_noise() -> np.ndarray:
+    """Quiet, speech, loud clipped noise, a tone and speech again, as int16."""
+    rng = np.random.default_rng(0)
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 16000)
+    audio = np.concatenate(
+        [silence(0.3), espeak("okay nabu, turn on the kitchen light"), 0.4 * rng.standard_normal(8000), tone,
+         espeak("what is the capital of France", "en+f3", 175)]
+    )  # fmt: skip
+    return np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
+
+
+def test_the_numpy_frontend_computes_tflite_micros_features(speech_and_noise, monkeypatch):
+    """edge.wakeword.features against pymicro-features (the C code) on speech, clipped noise and a tone."""
+    import ctypes
+    import ctypes.util
+    import math
+
+    import edge.wakeword.features as features
+
+    theirs = reference_features(speech_and_noise)
+    ours = features.MicroFrontend().process(speech_and_noise)
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    # portable tables (correctly rounded cosf/log1pf): a few values one step (0.039) apart where glibc's are 1 ulp off
+    steps = np.abs(ours - theirs) / features.FEATURE_SCALE
+    assert steps.max() <= 1 and (steps > 0).mean() < 0.001
+    libm = ctypes.util.find_library("m")
+    if libm is None:
+        return
+    lib = ctypes.CDLL(libm)
+    for name in ("cosf", "log1pf"):
+        getattr(lib, name).restype, getattr(lib, name).argtypes = ctypes.c_float, [ctypes.c_float]
+    table = {math.cos: lib.cosf, math.log1p: lib.log1pf}
+    monkeypatch.setattr(features, "_f32_call", lambda function, x: np.float32(table[function](float(x))))
+    for cached in (features._window, features._filterbank):
+        cached.cache_clear()
+    try:
+        assert np.array_equal(features.MicroFrontend().process(speech_and_noise), theirs)  # bit for bit
+    finally:
+        monkeypatch.undo()
+        for cached in (features._window, features._filterbank):
+            cached.cache_clear()
+
+
+@pytest.mark.parametrize("block", [1, 160, 333, 4096])
+def test_the_frontend_streams_in_blocks_of_any_size(speech_and_noise, block):
+    from edge.wakeword.features import MicroFrontend
+
+    frontend, second = MicroFrontend(), speech_and_noise[:16000]
+    pieces = [frontend.process(second[i : i + block]) for i in range(0, len(second), block)]
+    whole = MicroFrontend().process(second)
+    assert np.array_equal(np.concatenate(pieces), whole) and len(whole) == (16000 - 480) // 160 + 1
+
+
+needs_export = pytest.mark.skipif(
+    importlib.util.find_spec("tflite") is None or importlib.util.find_spec("onnx") is None,
+    reason="converting needs the export extra (tflite, onnx)",
+)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """The four packaged models converted by `python -m export.wakeword` into a cache of their own."""
+    from export.wakeword import main
+
+    cache = tmp_path_factory.mktemp("wake-cache")
+    assert main(["--out", str(cache / "wakewords")]) == 0
+    return cache
+
+
+@needs_export
+def test_converted_wake_words_run_on_onnxruntime_alone(converted, monkeypatch):
+    """With the conversion in the cache, the lean runtime needs neither pymicro-wakeword nor pymicro-features."""
+    import sys
+
+    from edge.wakeword import load_wake_word, wake_word_names
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(converted))
+    for module in ("pymicro_wakeword", "pymicro_features", "micro_features_cpp"):
+        monkeypatch.setitem(sys.modules, module, None)  # any import of them raises ImportError
+    assert wake_word_names() == PACKAGED
+    detector = load_wake_word("okay_nabu")
+    assert detector.spec.runtime == "onnx" and detector.spec.model_path.parent == converted / "wakewords"
+    audio = np.concatenate([silence(1.0), espeak("okay nabu"), silence(1.0), espeak("turn on the light"), silence(1)])
+    assert len(detections(detector, audio)) == 1
+
+
+@needs_export
+def test_onnx_and_tflite_detectors_hear_the_same_phrases(converted, monkeypatch):
+    from edge.wakeword import load_wake_word
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(converted))
+    talk = [espeak("okay nabu"), espeak("okay then, turn it on"), espeak("okay nabu", "en-gb", 150)]
+    audio = np.concatenate([np.concatenate([t, silence(1.2)]) for t in talk])
+    onnx, tflite = load_wake_word("okay_nabu"), load_wake_word("okay_nabu", runtime="tflite")
+    assert (onnx.spec.runtime, tflite.spec.runtime) == ("onnx", "tflite")
+    heard = detections(onnx, audio)
+    assert heard == detections(tflite, audio) and len(heard) == 2
+
+
+@needs_export
+def test_a_modified_converted_model_is_refused(converted, tmp_path, monkeypatch):
+    import shutil as sh
+
+    from edge.wakeword import load_wake_word
+
+    sh.copytree(converted / "wakewords", tmp_path / "wakewords")
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path))
+    model = tmp_path / "wakewords" / "okay_nabu.onnx"
+    model.write_bytes(model.read_bytes()[:-1] + b"x")
+    with pytest.raises(EdgeError, match="checksum mismatch") as e:
+        load_wake_word("okay_nabu")
+    assert e.value.hint == "convert it again: python -m export.wakeword okay_nabu"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tflite") is None, reason="the export extra's tflite reader is missing")
