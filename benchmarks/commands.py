@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.__main__ import HERE, RESULTS, ensure_bundle, interleave, write
 from benchmarks.commands_worker import BASELINE, SPECIALISED
+from benchmarks.common import HERE, RESULTS, ensure_bundle, interleave, write
 from edge.bundle import MANIFEST, REPORT_FILE, read_manifest
-from edge.command_model import examples
+from edge.command_model import examples, speech_prompt
 from edge.commands import CommandSet, InvalidCommand
 
 ROOT = HERE.parent
@@ -38,7 +38,9 @@ COMMAND_SET = SHARED / "appliance-panel.json"
 # reference set, and sets of other domains written for this benchmark
 SET_FOLDERS = (SHARED, HERE / "commands")
 VOICES = ("piper", "espeak")
-INPUTS = ("text", *(f"audio-{v}" for v in VOICES))
+# "+vocab": the recognizer first reads the set's own words (edge.command_model.speech_prompt)
+VOCAB = "+vocab"
+INPUTS = ("text", *(f"audio-{v}{p}" for v in VOICES for p in ("", VOCAB)))
 NO_PRECISION = "-"  # the baseline has no model
 TARGETS = (
     "validity 100%; text accuracy >= 90% (default bundle); audio accuracy >= 85%; median text -> command <= 150 ms. "
@@ -93,13 +95,14 @@ def audio_inputs(
             continue
         # the dataset keeps its indices, so the reference set shares the ASR benchmark's cache
         paths = synthesize(voice, texts + [warmup], None if results_name(cs) == "commands" else cs.name)
-        out[f"audio-{voice}"] = ([str(paths[i]) for i in chosen], str(paths[-1]))
+        clips = ([str(paths[i]) for i in chosen], str(paths[-1]))
+        out[f"audio-{voice}"] = out[f"audio-{voice}{VOCAB}"] = clips
     return out
 
 
 def ensure_specialised(cs: CommandSet, precision: str) -> Path:
     """The specialised bundle for ``cs`` at ``precision`` with the default recipe, built when missing."""
-    from benchmarks.__main__ import BUNDLES, SOURCE
+    from benchmarks.common import BUNDLES, SOURCE
 
     out = BUNDLES / f"{cs.name}-specialised-{precision}"
     info = read_manifest(out).commands if (out / MANIFEST).is_file() else None
@@ -333,6 +336,7 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
             "bundle": bundles.get((system, precision)),
             "commands": cs.path,
             "asr": speech if input_ != "text" else None,
+            "asr_prompt": speech_prompt(cs) if input_.endswith(VOCAB) else None,
             "inputs": items,
             "warmup": warm,
         }

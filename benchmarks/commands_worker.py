@@ -1,7 +1,8 @@
 """One measured voice-command run in a fresh process: ``python -m benchmarks.commands_worker SPEC``.
 
 SPEC is JSON: system (``edge`` or ``baseline-nearest-example``), bundle (the text bundle, edge only), commands
-(the command-set file), asr (a speech bundle, or null for typed text), inputs (texts, or .wav paths when asr is
+(the command-set file), asr (a speech bundle, or null for typed text), asr_prompt (text the recognizer reads
+before each clip: the set's words, or null), inputs (texts, or .wav paths when asr is
 set) and warmup (one input that is not in the dataset). Loads everything once, runs the warm-up, then times each
 input. Prints one JSON line: load seconds, peak RSS and per input the transcript, the command (or the error),
 parse and transcribe seconds and the model calls the parse made.
@@ -50,7 +51,7 @@ def load_asr(spec: dict) -> Callable[[Any], str] | None:
         return None
     import edge
 
-    recognizer = edge.load(spec["asr"], threads=1)
+    recognizer = edge.load(spec["asr"], threads=1, prompt=spec.get("asr_prompt"))
     return lambda audio: recognizer.transcribe(audio).text
 
 

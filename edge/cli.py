@@ -424,6 +424,18 @@ def _recognizer(bundle, args):
     return SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
 
 
+def _speech_path(args, text) -> str | Path:
+    """--asr-model, else the speech bundle the text bundle was trained on the transcripts of, else the default."""
+    from .command_model import paired_speech_model
+
+    if args.asr_model:
+        return args.asr_model
+    paired, why_not = paired_speech_model(text)
+    if why_not:
+        print(f"edge-run: note: {text.path} learned a speech model's transcripts, but {why_not}", file=sys.stderr)
+    return paired or _default_model_path(SPEECH_RECOGNITION)
+
+
 def _text_and_commands(args):
     """The text bundle (--model, else the default) and the command set: --commands, else a specialised
     bundle's own, else None."""
@@ -446,8 +458,7 @@ def run_serve(args) -> int:
         # the speech model loads now, not on the first spoken command: that one is as quick as the
         # rest, and a missing bundle shows at start rather than in front of a user
         try:
-            asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
-            recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
+            recognizer = _recognizer(_open(_speech_path(args, text), SPEECH_RECOGNITION, "--asr-model"), args)
         except EdgeError as e:
             if args.asr_model:
                 raise
@@ -472,8 +483,7 @@ def run_commands(args) -> int:
     text, command_set = _text_and_commands(args)
     recognizer = None
     if args.audio or args.listen:
-        asr = args.asr_model or _default_model_path(SPEECH_RECOGNITION)
-        recognizer = _recognizer(_open(asr, SPEECH_RECOGNITION, "--asr-model"), args)
+        recognizer = _recognizer(_open(_speech_path(args, text), SPEECH_RECOGNITION, "--asr-model"), args)
     parser = CommandModel(TextModel(text, threads=args.threads, max_context=args.max_context), command_set)
     if text.manifest.commands and not parser.specialised:
         print(

@@ -13,11 +13,15 @@ object is validated again before it is returned.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .bundle import MANIFEST
 from .commands import CommandSet, CommandSetError
 from .errors import BundleError, ContextOverflowError
+from .files import sha256_file
 from .generate import GenerationStats, generate_constrained
 from .grammar import Grammar
 from .model import TextModel
@@ -59,6 +63,50 @@ def specialised_system(commands: CommandSet) -> str:
     return commands.name or "commands"
 
 
+# words that say nothing about which command is meant, left out of the speech model's prompt
+_FUNCTION_TEXT = (
+    "a an the and or of to in on at for from by with into onto as is are be it its this that these those one "
+    "any all each every some no not was now then than what which who how when where there here their them "
+    "set get make do does up down off out over per via"
+)
+_FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+
+
+def speech_prompt(commands: CommandSet, max_words: int = 60) -> str:
+    """The set's own words as text for the speech model to read first (Whisper's initial prompt).
+
+    Enum values first (the words a command hinges on: "bake", "hallway"), then the content words of
+    the set's description, its commands' names and descriptions, and argument names, each once.
+    """
+    found: dict[str, None] = {}  # in order
+    seen: set[str] = set()  # words already said, alone or inside a value
+
+    def words(text: str) -> list[str]:
+        return [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text.replace("_", " "))]
+
+    def add(text: str) -> None:
+        for w in words(text):
+            w = w.removesuffix("'s")
+            if len(w) > 1 and w not in _FUNCTION_WORDS and w not in seen:
+                found[w] = None
+                seen.add(w)
+
+    wanted = [c for c in commands.commands.values() if c.name != commands.unknown]
+    for c in wanted:
+        for a in c.args:
+            for v in a.enum:  # a value is said whole ("dining room"); its words are not listed again
+                if (phrase := " ".join(words(str(v)))) and phrase not in found:
+                    found[phrase] = None
+                    seen.update(phrase.split())
+    add(commands.description)
+    for c in wanted:
+        add(c.name)
+        add(c.description)
+        for a in c.args:
+            add(a.name)
+    return ", ".join(list(found)[:max_words]).capitalize() + "." if found else ""
+
+
 def request_text(request: str) -> str:
     """A request as the model reads it, in training and at run time alike: one line, numbers as digits."""
     return normalise(" ".join(request.split()))
@@ -73,6 +121,25 @@ def is_specialised_for(model: TextModel, commands: CommandSet) -> bool:
     """Whether ``model``'s bundle was fine-tuned on exactly this command-set file."""
     info = model.manifest.commands
     return info is not None and commands.sha256 == info.sha256
+
+
+def paired_speech_model(bundle) -> tuple[Path | None, str | None]:
+    """The speech bundle a specialised text bundle was trained on the transcripts of, if it is still there.
+
+    Returns (its folder, None), or (None, why not) when one is recorded but missing or changed since,
+    or (None, None) when the bundle was trained on clean text only.
+    """
+    info = bundle.manifest.commands
+    recorded = (info.training.get("speech_model") if info else None) or {}
+    if not isinstance(recorded, dict) or not recorded.get("path"):
+        return None, None
+    folder = Path(str(recorded["path"]))
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        return None, f"the speech model it was trained with ({folder}) is not there"
+    if sha256_file(manifest) != recorded.get("manifest_sha256"):
+        return None, f"the speech model it was trained with ({folder}) has changed since"
+    return folder, None
 
 
 def examples(commands: CommandSet) -> list[tuple[str, dict]]:

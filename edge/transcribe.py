@@ -31,6 +31,10 @@ AUDIO_CONTEXTS = ("fit", "full")
 FIT_TRAILING_SILENCE_S = 1.0
 # Speech runs at a few tokens a second; far more than that is a decoding loop, not speech.
 TOKENS_PER_SECOND_CAP = 10
+# Whisper reads "previous text" after <|startofprev|>, at most half its 448-token context; words it has
+# just read there it is readier to hear (a command set's vocabulary: "bake", not "make").
+PREVIOUS_TEXT = "<|startofprev|>"
+MAX_PROMPT_TOKENS = 223
 
 
 @dataclass
@@ -86,7 +90,9 @@ def repeated_tail(pieces: list[str]) -> int:
 class SpeechRecognizer:
     """A speech-recognition bundle loaded for inference."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, audio_context: str = "fit"):
+    def __init__(
+        self, bundle: Bundle, threads: int | None = None, audio_context: str = "fit", prompt: str | None = None
+    ):
         m = bundle.manifest
         if m.task != SPEECH_RECOGNITION or m.speech is None:
             raise BundleError(
@@ -110,6 +116,27 @@ class SpeechRecognizer:
         self._empty = np.zeros((1, layout.num_kv_heads, 0, layout.head_dim), np.float32)
         self._suppress = np.array(self.speech.suppress_ids, np.int64)
         self._begin_suppress = np.array(self.speech.begin_suppress_ids, np.int64)
+        self.prompt = prompt
+
+    @property
+    def prompt(self) -> str | None:
+        """Text the decoder reads as what was said before each clip (Whisper's initial prompt), or None."""
+        return self._prompt
+
+    @prompt.setter
+    def prompt(self, text: str | None) -> None:
+        self._prompt = text.strip() if text and text.strip() else None
+        self._prompt_ids: list[int] = []
+        if self._prompt is None:
+            return
+        prev = self.tokenizer.token_to_id(PREVIOUS_TEXT)
+        if prev is None:
+            raise BundleError(
+                f"{self.bundle.path}: its tokenizer has no {PREVIOUS_TEXT} token, so it cannot take a prompt",
+                "use a Whisper bundle, or no prompt",
+            )
+        # the end of a long prompt is kept, as Whisper does: the nearest text matters most
+        self._prompt_ids = [prev, *self.tokenizer.encode(" " + self._prompt)[-MAX_PROMPT_TOKENS:]]
 
     @property
     def sample_rate(self) -> int:
@@ -144,10 +171,10 @@ class SpeechRecognizer:
         return outputs[0][0, -1]
 
     def decode(self, cross: dict[str, np.ndarray], max_new_tokens: int) -> list[int]:
-        """Greedy decoding: prefill the start tokens, then one token per step until the end token."""
+        """Greedy decoding: prefill the prompt and the start tokens, then one token per step until the end token."""
         s = self.speech
         cache = self._empty_cache()
-        new, tokens = list(s.start_ids), []
+        new, tokens = [*self._prompt_ids, *s.start_ids], []
         pieces: list[str] = []  # the tokens as text, for the repeat guard
         while len(tokens) < max_new_tokens:
             logits = self._step(new, cache, cross)
@@ -199,11 +226,15 @@ class SpeechRecognizer:
 
 
 def load(
-    path: str | os.PathLike | None = None, *, threads: int | None = None, audio_context: str = "fit"
+    path: str | os.PathLike | None = None,
+    *,
+    threads: int | None = None,
+    audio_context: str = "fit",
+    prompt: str | None = None,
 ) -> SpeechRecognizer:
     """Open a speech-recognition bundle and load it; ``None`` means the default one."""
     if path is None:
-        from .cache import default_bundle_dir
+        from .cache import default_bundle
 
-        path = default_bundle_dir(SPEECH_RECOGNITION)
-    return SpeechRecognizer(open_bundle(Path(path)), threads=threads, audio_context=audio_context)
+        path = default_bundle(SPEECH_RECOGNITION)
+    return SpeechRecognizer(open_bundle(Path(path)), threads=threads, audio_context=audio_context, prompt=prompt)

@@ -176,6 +176,19 @@ def build_specialise_parser() -> argparse.ArgumentParser:
         "--learning-rate", type=float, default=r.learning_rate, metavar="LR", help=f"(default: {r.learning_rate})"
     )
     t.add_argument("--batch-size", type=int, default=r.batch_size, metavar="N", help=f"(default: {r.batch_size})")
+    t.add_argument(
+        "--speech-model",
+        metavar="DIR",
+        help="also train on generated requests spoken by varied espeak-ng voices and transcribed by this speech "
+        "bundle, so the model learns its mishearings; edge-run pairs the two by default",
+    )
+    t.add_argument(
+        "--heard-per-command",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --speech-model: requests per command spoken and transcribed (default: 60)",
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
@@ -200,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 train_layers=args.train_layers,
                 learning_rate=args.learning_rate,
                 batch_size=args.batch_size,
+                heard_per_command=args.heard_per_command or 0,
             )
-            specialisation = Specialisation(args.commands, recipe, args.min_accuracy, args.strict)
+            specialisation = Specialisation(
+                args.commands, recipe, args.min_accuracy, args.strict, speech_model=args.speech_model
+            )
         result = export_bundle(
             args.base if specialising else args.source,
             args.out,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -229,3 +230,43 @@ def test_accuracy_gate_warns_and_strict_leaves_nothing(hf_folder, switch_file, t
             specialisation=Specialisation(switch_file, recipe, min_accuracy=1.01, strict=True),
         )  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "warned"]  # nothing at the strict --out
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_training_on_a_speech_models_transcripts_is_recorded_and_edge_run_pairs_them(
+    hf_folder, switch_file, whisper_bundle, tmp_path, monkeypatch
+):
+    """The whole specialise run with the speech step: generated requests spoken by espeak-ng voices,
+    transcribed by a (tiny, random) Whisper bundle, trained on; the manifest names that bundle and
+    edge-run --audio uses it without --asr-model."""
+    from edge.command_model import paired_speech_model
+
+    monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))  # no default speech bundle to fall back on
+    speech = tmp_path / "whisper"
+    shutil.copytree(whisper_bundle("int8"), speech)
+    recipe = Recipe(seed=5, per_command=10, epochs=1, batch_size=4, train_layers=1, heard_per_command=3)
+    lines: list[str] = []
+    result = export_bundle(
+        str(hf_folder("llama")), tmp_path / "heard", "fp32", progress=lines.append,
+        specialisation=Specialisation(switch_file, recipe, speech_model=speech),
+    )  # fmt: skip
+    bundle = open_bundle(result.path)
+    training = bundle.manifest.commands.training
+    assert training["recipe"]["heard_per_command"] == 3 and training["speech_model"]["path"] == str(speech)
+    assert 0 <= training["heard_requests"] <= 6 and any("spoken and transcribed" in line for line in lines)
+    assert paired_speech_model(bundle) == (speech, None)
+
+    clip = tmp_path / "lamp.wav"
+    subprocess.run(["espeak-ng", "-w", str(clip), "switch the lamp on"], check=True)
+    r = run_lean_cli("--model", str(result.path), "--audio", str(clip), "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)
+    assert row["command"] in ("lamp_on", "lamp_off") and "transcript" in row
+
+    (speech / "edge.json").write_text((speech / "edge.json").read_text() + "\n")  # the speech bundle changed
+    assert paired_speech_model(open_bundle(result.path))[1].endswith("has changed since")
+
+
+def test_a_heard_count_without_a_speech_model_is_refused(switch_file):
+    with pytest.raises(ExportError, match="needs a speech model"):
+        Specialisation(switch_file, Recipe(heard_per_command=5))
