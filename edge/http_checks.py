@@ -7,63 +7,29 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 from urllib.parse import urlsplit
 
 from .api import ApiError
+from .jsonio import JsonInputError, load_json
 
-MAX_JSON_DEPTH = 64  # a chat request nests 4 deep; the limit only has to stop a hostile body early
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def read_json(body: bytes) -> Any:
-    """``body`` as JSON, refused with 400 when it is not UTF-8 JSON, nests deeper than
-    :data:`MAX_JSON_DEPTH`, or holds a lone surrogate (``"\\ud800"``).
+    """``body`` as JSON, refused with 400 when :func:`edge.jsonio.load_json` refuses it: not UTF-8 JSON,
+    nested deeper than its limit, or holding a lone surrogate (``"\\ud800"``).
 
     A lone surrogate is refused rather than replaced: it is no character at all, only a broken
     client sends one, and a command silently changed by a replacement would be worse than an error.
     """
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return load_json(body)
+    except JsonInputError as e:
         raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
-    except RecursionError:  # the parser recurses per level: a deeper body fails here, before any walk
-        raise _too_deep() from None
-    # one pass, iterative so that depth costs no stack, over every value
-    todo: list[tuple[Any, int]] = [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, str):
-            _check_text(item)
-        elif isinstance(item, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                raise _too_deep()
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    _check_text(key)
-                    todo.append((child, depth + 1))
-            else:
-                todo.extend((child, depth + 1) for child in item)
-    return value
-
-
-def _too_deep() -> ApiError:
-    return ApiError(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels", code="invalid_json")
-
-
-def _check_text(text: str) -> None:
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            raise ApiError(
-                400, "the request body holds a lone UTF-16 surrogate (such as \\ud800), which is not text",
-                code="invalid_json",
-            ) from None
 
 
 def content_length(headers: Message) -> int:
