@@ -76,8 +76,8 @@ def _common(body: Any) -> TextRequest:
     )
     seed = body.get("seed")
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise invalid("seed", f"'seed' must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise invalid("seed", f"'seed' must be an integer from 0 to 2**64 - 1, got {seed!r}")
         sampling.seed = seed
     req = TextRequest(sampling=sampling)
     for name in ("max_completion_tokens", "max_tokens"):

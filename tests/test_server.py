@@ -212,6 +212,8 @@ def test_commands_from_text_and_wav(srv, tmp_path):
         ("/v1/commands", {"words": "hi"}, 400, "invalid_value"),
         ("/v1/chat/completions", {"messages": HELLO, "max_tokens": 0}, 400, "invalid_value"),
         ("/v1/completions", {"prompt": "hi", "max_tokens": -1}, 400, "invalid_value"),
+        ("/v1/completions", {"prompt": "hi", "seed": -1}, 400, "invalid_value"),
+        ("/v1/completions", {"prompt": "hi", "seed": 2**70}, 400, "invalid_value"),
         ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "a\\ud800"}]}', 400, "invalid_json"),
         ("/v1/commands", b'{"text": "\\udfff kitchen"}', 400, "invalid_json"),
         ("/v1/chat/completions", b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json"),  # the parser's own limit
