@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.__main__ import BUNDLES, HERE, _size, interleave, medians, write
+from benchmarks.common import BUNDLES, HERE, _size, interleave, medians, write
 
 ROOT = HERE.parent
 COMMANDS = ROOT.parent / "shared" / "commands" / "appliance-panel.dev.jsonl"

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.__main__ import BUNDLES, HERE, RESULTS, ensure_bundle
+from benchmarks.common import BUNDLES, HERE, RESULTS, ensure_bundle
 
 PANEL = HERE.parent.parent / "shared" / "commands" / "appliance-panel.json"
 # none of these is from the dev set: the load test measures speed, not accuracy

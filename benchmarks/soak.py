@@ -301,7 +301,7 @@ def server_markdown(result: dict) -> str:
 
 def run_server(args) -> None:
     """``python -m benchmarks soak``: the server soak, written to results/soak-server.{json,md}."""
-    from benchmarks.__main__ import write
+    from benchmarks.common import write
 
     model, which = (args.model, f"the bundle {args.model}") if args.model else soak_bundle()
     result = {"bundle": which} | server_soak(model, args.minutes * 60, args.clients)
