@@ -37,7 +37,8 @@ def load(path=None, *, threads: int | None = None, **options) -> TextModel | Spe
     """Load a bundle: a :class:`TextModel` or a :class:`SpeechRecognizer`, as its manifest's task says.
 
     ``path`` is the bundle folder (or its ``model.onnx``); ``None`` loads the default text bundle.
-    ``options`` go to the model: ``max_context`` for text, ``audio_context`` for speech.
+    ``options`` go to the model: ``max_context`` and ``provider`` ("cpu", or "cuda" with onnxruntime-gpu)
+    for text, ``audio_context`` for speech (which runs on the CPU).
     """
     # onnxruntime is imported here, not at ``import edge``, so the package imports in milliseconds
     from .bundle import SPEECH_RECOGNITION, open_bundle
@@ -46,6 +47,9 @@ def load(path=None, *, threads: int | None = None, **options) -> TextModel | Spe
     bundle = open_bundle(default_bundle() if path is None else path)
     if bundle.manifest.task == SPEECH_RECOGNITION:
         from .transcribe import SpeechRecognizer
+
+        if options.pop("provider", "cpu") != "cpu":
+            raise EdgeError(f"{bundle.path}: speech bundles run on the CPU only", "drop provider, or pass 'cpu'")
 
         return SpeechRecognizer(bundle, threads=threads, **options)
     from .model import TextModel

@@ -22,6 +22,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from .errors import BundleError
 from .files import atomic_write_json, sha256_file
 from .jsonio import JsonInputError, read_json_file
+from .paths import cache_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "edge.json"
@@ -57,6 +58,11 @@ def limits(low: float, high: float, **kw: Any) -> Any:
     return field(metadata={"range": (low, high)}, **kw)
 
 
+def one_of(default: str, *choices: str) -> Any:
+    """A dataclass field holding one of a few strings."""
+    return field(default=default, metadata={"choices": (default, *choices)})
+
+
 def template(default: str) -> Any:
     """A dataclass field holding a ``str.format`` template whose only placeholder is ``{layer}``."""
     return field(default=default, metadata={"template": True})
@@ -74,6 +80,10 @@ class KVCacheLayout:
     head_dim: int = limits(1, MAX_HEAD_DIM)
     dtype: str = "float32"
     layout: str = "BNSH"
+    # "edge": edge's fused graph, one buffer per layer written in place (GroupQueryAttention, fed
+    # seqlens_k and total_sequence_length); "concat": a graph exported by optimum, fed attention_mask
+    # and position_ids, whose present is past and the new positions, a new tensor each step
+    interface: str = one_of("edge", "concat")
     # a manifest's "{layer:>999999999}" or "{0}" would allocate gigabytes or raise in str.format
     past_key: str = template("past_key_values.{layer}.key")
     past_value: str = template("past_key_values.{layer}.value")
@@ -122,12 +132,24 @@ class ChatTemplate:
 
 @dataclass
 class Tokens:
-    """Special token ids: generation stops at any of ``stop_ids``."""
+    """Special token ids: generation stops at any of ``stop_ids``.
+
+    ``add_bos``: the model was trained with ``bos_id`` before every text (Gemma, SentencePiece
+    llamas), so the runtime puts it in front of each prompt that does not already start with it.
+    Absent in bundles written before the field existed, which read as false.
+    """
 
     stop_ids: list[int] = field(metadata={"range": (0, MAX_VOCAB - 1), "non_empty": True})
     bos_id: int | None = limits(0, MAX_VOCAB - 1, default=None)
     pad_id: int | None = limits(0, MAX_VOCAB - 1, default=None)
     stop_strings: list[str] = field(default_factory=list)
+    add_bos: bool = False
+
+    def with_bos(self, ids: list[int]) -> list[int]:
+        """``ids`` as the model expects a text to start: ``bos_id`` first when ``add_bos`` (never twice)."""
+        if self.add_bos and self.bos_id is not None and ids[:1] != [self.bos_id]:
+            return [self.bos_id, *ids]
+        return ids
 
 
 @dataclass
@@ -219,6 +241,8 @@ class Manifest:
             outside = [i for i in ids if i is not None and i >= m.vocab_size]
             if outside:
                 raise ManifestFieldError(at, outside[0], f"token ids below vocab_size ({m.vocab_size})")
+        if t.add_bos and t.bos_id is None:
+            raise ManifestFieldError("tokens.add_bos", True, "false when tokens.bos_id is null")
         if m.chat_template and (roles := sorted(set(m.chat_template.prefix) - set(m.chat_template.suffix))):
             raise ManifestFieldError("chat_template.suffix", None, f"an entry for each role, {roles[0]!r} too")
         return m
@@ -260,6 +284,8 @@ def _expected(tp: Any, meta: dict[str, Any]) -> str:
             return "a 64-digit lowercase hex sha256"
         if "template" in meta:
             return "a name with '{layer}' as its only placeholder, like 'present.{layer}.key'"
+        if "choices" in meta:
+            return "one of " + ", ".join(repr(c) for c in meta["choices"])
         return "a string"
     if tp is bool:
         return "true or false"
@@ -307,6 +333,8 @@ def _typed(tp: Any, value: Any, at: str, meta: dict[str, Any]) -> Any:
     ok = isinstance(value, tp)
     if ok and "pattern" in meta:
         ok = re.fullmatch(meta["pattern"], value) is not None
+    if ok and "choices" in meta:
+        ok = value in meta["choices"]
     if ok and "template" in meta:
         ok = "{layer}" in value and not re.search(r"[{}]", value.replace("{layer}", ""))
     if not ok:
@@ -398,8 +426,6 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 
 def _verified_cache_path() -> Path:
-    from .cache import cache_dir
-
     return cache_dir() / "verified.json"
 
 

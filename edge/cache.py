@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .bundle import MANIFEST, SPEECH_RECOGNITION, TEXT_GENERATION, Manifest, open_bundle
 from .errors import EdgeError
 from .files import atomic_write_json
+from .paths import cache_dir
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):
@@ -25,14 +25,6 @@ DEFAULTS = {
     SPEECH_RECOGNITION: (DEFAULT_SPEECH_SOURCE, DEFAULT_SPEECH_PRECISION),
 }
 DEFAULT_PRECISIONS = {task: precision for task, (_, precision) in DEFAULTS.items()}
-
-
-def cache_dir() -> Path:
-    """``$EDGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/edge``, else ``~/.cache/edge``."""
-    if env := os.environ.get("EDGE_CACHE_DIR"):
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edge"
 
 
 def default_bundle_dir(task: str = TEXT_GENERATION) -> Path:

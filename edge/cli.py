@@ -230,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"CPU threads, at most {MAX_THREADS} here (default: onnxruntime's choice)",
     )
     r.add_argument(
+        "--provider",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where text models run: cpu (default), or cuda with onnxruntime-gpu and an NVIDIA GPU "
+        "(speech runs on the CPU)",
+    )
+    r.add_argument(
         "--max-context",
         type=ranged(int, 1, MAX_CONTEXT),
         metavar="N",
@@ -452,7 +459,7 @@ def run_serve(args) -> int:
     from .server import serve
 
     text, command_set = _text_and_commands(args)
-    model = TextModel(text, threads=args.threads, max_context=args.max_context)
+    model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     recognizer = None
     if command_set is not None:
         # the speech model loads now, not on the first spoken command: that one is as quick as the
@@ -484,7 +491,8 @@ def run_commands(args) -> int:
     recognizer = None
     if args.audio or args.listen:
         recognizer = _recognizer(_open(_speech_path(args, text), SPEECH_RECOGNITION, "--asr-model"), args)
-    parser = CommandModel(TextModel(text, threads=args.threads, max_context=args.max_context), command_set)
+    model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
+    parser = CommandModel(model, command_set)
     if text.manifest.commands and not parser.specialised:
         print(
             f"edge-run: note: {text.path} was specialised for {text.manifest.commands.name!r}, not for "
@@ -540,7 +548,7 @@ def run_assistant(args) -> int:
             f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx)",
             "pip install --no-deps silero-vad, then export the bundle again with --force",
         )
-    model = TextModel(text, threads=args.threads, max_context=args.max_context)
+    model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     commands = CommandModel(model, command_set) if command_set is not None else None
     voice = None
     if not (args.no_speak or args.audio):  # a recording runs faster than speech could be played
@@ -616,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_speech(_recognizer(bundle, args), args)
         from .model import TextModel
 
-        model = TextModel(bundle, threads=args.threads, max_context=args.max_context)
+        model = TextModel(bundle, threads=args.threads, max_context=args.max_context, provider=args.provider)
         if args.debug:
             print(
                 f"edge-run: loaded {model.bundle.path} in {model.load_s:.2f} s "

@@ -48,7 +48,11 @@ def _held_back(text: str, stops: list[str]) -> int:
 class TextModel:
     """A text-generation bundle loaded for inference."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, max_context: int | None = None):
+    def __init__(
+        self, bundle: Bundle, threads: int | None = None, max_context: int | None = None, provider: str = "cpu"
+    ):
+        """``provider``: "cpu", or "cuda" for onnxruntime-gpu's CUDA execution provider (a ProviderError
+        names what is missing when it cannot run)."""
         m = bundle.manifest
         if m.task != TEXT_GENERATION:
             raise BundleError(
@@ -65,7 +69,9 @@ class TextModel:
                 f"the model only {m.vocab_size}",
                 "use the tokenizer.json exported with this model",
             )
-        self.decoder = OnnxDecoder(bundle.model_path, m.kv_cache, threads=threads, prepack=m.precision != "fp32")
+        self.decoder = OnnxDecoder(
+            bundle.model_path, m.kv_cache, threads=threads, prepack=m.precision != "fp32", provider=provider
+        )
         self.context_length = min(m.context_length, max_context or DEFAULT_MAX_CONTEXT)
         self.load_s = time.perf_counter() - start
 
@@ -81,9 +87,11 @@ class TextModel:
         return self.manifest.chat_template.render([*messages, {"role": "user", "content": prompt}])
 
     def encode_prompt(self, text: str, max_new_tokens: int) -> list[int]:
-        ids = self.tokenizer.encode(text)
-        if not ids and self.manifest.tokens.bos_id is not None:
-            ids = [self.manifest.tokens.bos_id]
+        """``text``'s token ids as the model reads them (BOS first if it wants one), refused if too long."""
+        tokens = self.manifest.tokens
+        ids = tokens.with_bos(self.tokenizer.encode(text))  # a chat template may already spell the BOS out
+        if not ids and tokens.bos_id is not None:
+            ids = [tokens.bos_id]
         if not ids:
             raise ValueError("empty prompt: give some text to continue")
         budget = self.context_length - min(max_new_tokens, self.context_length // 2)
@@ -225,11 +233,15 @@ class ChatSession:
 
 
 def load(
-    path: str | os.PathLike | None = None, *, threads: int | None = None, max_context: int | None = None
+    path: str | os.PathLike | None = None,
+    *,
+    threads: int | None = None,
+    max_context: int | None = None,
+    provider: str = "cpu",
 ) -> TextModel:
     """Open a bundle (folder or its ``model.onnx``) and load it; ``None`` means the default bundle."""
     if path is None:
         from .cache import default_bundle
 
         path = default_bundle()
-    return TextModel(open_bundle(Path(path)), threads=threads, max_context=max_context)
+    return TextModel(open_bundle(Path(path)), threads=threads, max_context=max_context, provider=provider)

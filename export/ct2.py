@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from export.sources import ALIASES, SourceError, alias_path
+from .aliases import ALIASES, alias_path
+from .errors import SourceError
 
 WHISPER_ALIAS = "whisper-tiny.en"
 WHISPER_PACKAGE = ALIASES[WHISPER_ALIAS][0]

@@ -29,11 +29,11 @@ from edge.bundle import (
     write_manifest,
 )
 from edge.cache import DEFAULT_PRECISIONS, DEFAULTS, default_bundle_dir, record_default
-from edge.errors import EdgeError
 from edge.files import atomic_write_json
 from edge.tokenizer import Tokenizer
 
-from . import chat_template, sources, speech, verify
+from . import chat_template, optimum_graph, sources, speech, verify
+from .errors import ExportError, QualityGateError
 from .families import FAMILIES
 from .graph import DecoderSpec, save_model
 from .progress import Progress, Say, stderr_line
@@ -45,15 +45,9 @@ if TYPE_CHECKING:
 # The quality gate's sample: at 230 tokens one token moved agreement by 0.43 points, and the same
 # exact Q4_1 weights scored 94.8% or 95.7% depending on the kernel's summation order.
 MAX_EVAL_TOKENS = 1024
+# decode tokens/s of the fused graph over optimum's, same tiny llama (README "Other architectures")
+OPTIMUM_SLOWDOWN = 5.0
 STAGES = 6
-
-
-class ExportError(EdgeError):
-    """An export that cannot go on; nothing has been written at the destination."""
-
-
-class QualityGateError(ExportError):
-    """The quantized model strays further from fp32 than the thresholds allow (with --strict)."""
 
 
 @dataclass
@@ -89,11 +83,12 @@ def _check_disk(folder: Path, needed: int) -> None:
         )
 
 
-def _eval_ids(tokenizer: Tokenizer, context_length: int) -> list[int]:
+def _eval_ids(tokenizer: Tokenizer, context_length: int, tokens: Tokens) -> list[int]:
+    """The gate's text as the runtime would feed it: with the BOS in front when the model wants one."""
     ids = tokenizer.encode(verify.eval_text())
     while len(ids) <= verify.MIN_EVAL_TOKENS:  # tiny test vocabularies still get 128 positions
         ids = ids + ids
-    return ids[: min(MAX_EVAL_TOKENS + 1, context_length)]
+    return tokens.with_bos(ids)[: min(MAX_EVAL_TOKENS + 1, context_length)]
 
 
 def _stop_ids(tokenizer: Tokenizer, template, stop_ids: list[int]) -> list[int]:
@@ -141,11 +136,13 @@ def export_bundle(
     context_length: int | None = None,
     progress: Say = stderr_line,
     specialisation: Specialisation | None = None,
+    via_optimum: bool = False,
 ) -> ExportResult:
     """Export ``source`` (alias, .gguf file, Hugging Face or CTranslate2 folder) to a verified bundle at ``out``.
 
     ``precision`` defaults to the task's default: fp32 for language models, int8 for speech.
     With ``specialisation`` the text model is first fine-tuned for a command set (:mod:`export.specialise`).
+    ``via_optimum`` builds the graph with optimum-onnx even where edge has a fused builder (benchmarks).
     """
     thresholds = thresholds or verify.Thresholds()
     out = Path(out).expanduser().resolve()
@@ -167,7 +164,9 @@ def export_bundle(
             if task == SPEECH_RECOGNITION:
                 manifest, report = speech.build(src, work, precision, stages, thresholds.min_agreement)
             else:
-                manifest, report = _build_text(src, work, precision, stages, thresholds, context_length, specialisation)
+                manifest, report = _build_text(
+                    src, work, precision, stages, thresholds, context_length, specialisation, via_optimum
+                )
         if not report.passed:
             msg = f"{precision} misses the quality gate ({report.gate()})"
             if strict:
@@ -201,11 +200,22 @@ def _build_text(
     thresholds: verify.Thresholds,
     context_length: int | None,
     specialisation: Specialisation | None = None,
+    via_optimum: bool = False,
 ) -> tuple[Manifest, verify.QualityReport]:
     """Write a text-generation bundle's files into ``work``; return its manifest (files unset) and report."""
     with stages.stage(f"load {src.alias or src.path}"):
-        loaded = sources.load(src)
-        spec = decoder_spec(loaded.family, loaded.model.config, context_length)
+        loaded = sources.load(src, via_optimum=via_optimum)
+        if loaded.via_optimum:
+            spec = optimum_graph.spec(loaded.model.config)
+            if context_length:
+                spec.context_length = min(spec.context_length, context_length)
+            why = "as asked" if loaded.family in FAMILIES else f"edge has no fused graph for {loaded.family!r}"
+            stages.say(
+                f"NOTE: {why}: exporting through optimum-onnx. Its graph decodes about {OPTIMUM_SLOWDOWN:.0f}x "
+                "slower than edge's fused one (measured on a tiny llama; README: Other architectures)"
+            )
+        else:
+            spec = decoder_spec(loaded.family, loaded.model.config, context_length)
         n_params = sum(p.numel() for p in loaded.model.parameters())
         _check_disk(work.parent, n_params * 4 * 3)
         try:
@@ -218,14 +228,22 @@ def _build_text(
     commands = None
     if specialisation is not None:
         commands = specialisation.tune(loaded, tokenizer, template, work, stages)
-    ids = _eval_ids(tokenizer, spec.context_length)
+    stop_ids = _stop_ids(tokenizer, template, loaded.stop_ids)
+    tokens = Tokens(stop_ids=stop_ids, bos_id=loaded.bos_id, pad_id=loaded.pad_id, add_bos=loaded.add_bos)
+    ids = _eval_ids(tokenizer, spec.context_length, tokens)
     layout = KVCacheLayout(spec.num_layers, spec.num_kv_heads, spec.head_dim)
 
     fp32_dir = work / "fp32"
     fp32_dir.mkdir()
     fp32_path = fp32_dir / MODEL_FILE
-    with stages.stage(f"build fp32 ONNX graph ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"):
-        save_model(FAMILIES[loaded.family].build(loaded.model, spec, layout), fp32_path)
+    builder = "optimum-onnx" if loaded.via_optimum else "edge's fused builder"
+    with stages.stage(
+        f"build fp32 ONNX graph with {builder} ({n_params / 1e6:.0f}M parameters, {spec.num_layers} layers)"
+    ):
+        if loaded.via_optimum:
+            layout = optimum_graph.export(Path(src.path), fp32_path, spec)
+        else:
+            save_model(FAMILIES[loaded.family].build(loaded.model, spec, layout), fp32_path)
     with stages.stage(f"check fp32 graph against the source over {len(ids) - 1} tokens"):
         fp32_logits, source_diff = verify.check_fp32(
             loaded.model, fp32_path, layout, ids, stages.ticker(len(ids) - 1, "tokens")
@@ -236,14 +254,12 @@ def _build_text(
                 f"the fp32 graph disagrees with the source model (max logit diff {source_diff:.3g})",
                 "this is a bug in edge-export; please report it with the source model",
             )
-    stop_ids = _stop_ids(tokenizer, template, loaded.stop_ids)
-    tokens = Tokens(stop_ids=stop_ids, bos_id=loaded.bos_id, pad_id=loaded.pad_id)
     del loaded  # the torch model is not needed past this point; free its memory
     model_path = work / MODEL_FILE
     with stages.stage(f"quantize to {precision}"):
         quantize(
             fp32_path, model_path, precision, eight_bit_from_layer=_tuned_from(specialisation, spec),
-            progress=lambda total: stages.ticker(total, "graph nodes"),
+            progress=lambda total: stages.ticker(total, "graph nodes"), source_grid=src.kind == "gguf",
         )  # fmt: skip
     with stages.stage(f"verify {precision} against fp32"):
         report = verify.compare(

@@ -11,6 +11,7 @@ import onnx
 
 from edge.bundle import PRECISIONS
 
+from . import blockgrid
 from .graph import save_model
 from .progress import Ticker
 
@@ -30,6 +31,7 @@ def quantize(
     per_channel: bool = False,
     eight_bit_from_layer: int | None = None,
     progress: Callable[[int], Ticker] | None = None,
+    source_grid: bool = False,
 ) -> None:
     """Write ``fp32_path`` quantized to ``precision`` as ``out_path``, weights in ``<out_path>.data``.
 
@@ -40,6 +42,10 @@ def quantize(
     ``eight_bit_from_layer`` keeps int4's matmuls at 8 bits from that decoder layer up: a fine-tune
     moves those layers' weights by less than a 4-bit step, and 4 bits would round the change away.
 
+    ``source_grid`` (the weights come from a quantized GGUF): int4 keeps at 4 bits only the matmuls
+    whose blocks already lie on 16 levels (Q4_0, Q4_1, Q4_K), exactly, and the others (Q5_0, Q6_K,
+    Q8_0, float) at 8 bits rather than round them to 4 a second time.
+
     ``progress(total)`` gives a ticker that counts the graph's nodes as int4 and int8-weight pack them.
     """
     if precision not in PRECISIONS:
@@ -49,7 +55,7 @@ def quantize(
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        _quantize(fp32_path, out_path, precision, per_channel, eight_bit_from_layer, progress)
+        _quantize(fp32_path, out_path, precision, per_channel, eight_bit_from_layer, progress, source_grid)
     finally:
         root.setLevel(level)
 
@@ -61,6 +67,7 @@ def _quantize(
     per_channel: bool,
     eight_bit_from: int | None,
     progress: Callable[[int], Ticker] | None,
+    source_grid: bool = False,
 ) -> None:
     if precision == "fp32":
         save_model(onnx.load(str(fp32_path)), out_path)
@@ -83,7 +90,8 @@ def _quantize(
         bits = 4 if precision == "int4" else 8
         model = onnx.load(str(fp32_path))
         ticker = progress(len(model.graph.node)) if progress else None
-        save_model(pack_blockwise(model, bits, eight_bit_from=eight_bit_from, ticker=ticker), out_path)
+        packed = pack_blockwise(model, bits, eight_bit_from=eight_bit_from, ticker=ticker, source_grid=source_grid)
+        save_model(packed, out_path)
 
 
 def _layer(node_name: str) -> int | None:
@@ -115,7 +123,8 @@ def _q4_exact(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ``min + 8 * d``, is added back as ``block_sums(x) @ offsets``, a matmul 32 times smaller.
     """
     low = blocks.min(-1)
-    q, d = _affine(blocks, low, blocks.max(-1), 15)
+    # the top of the block's 16 levels: its max for Q4_1, past it where Q4_0's or Q4_K's codes stop short
+    q, d = _affine(blocks, low, blockgrid.four_bit_high(blocks), 15)
     return q[..., 0::2] | (q[..., 1::2] << 4), d, (low + 8 * d).T
 
 
@@ -134,12 +143,17 @@ def _q8_symmetric(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pack_blockwise(
-    model: onnx.ModelProto, bits: int, eight_bit_from: int | None = None, ticker: Ticker | None = None
+    model: onnx.ModelProto,
+    bits: int,
+    eight_bit_from: int | None = None,
+    ticker: Ticker | None = None,
+    source_grid: bool = False,
 ) -> onnx.ModelProto:
     """Every MatMul with a constant weight becomes MatMulNBits with blocks of 32 along k.
 
     ``bits=4``: each block keeps ``w = d * q + min`` exactly (the GGUF Q4_1 scheme, see
-    :func:`_q4_exact`). ``bits=8``: asymmetric 8-bit blocks. ``eight_bit_from`` keeps the
+    :func:`_q4_exact`); with ``source_grid``, matmuls not already on 4-bit grids get 8 bits.
+    ``bits=8``: asymmetric 8-bit blocks. ``eight_bit_from`` keeps the
     decoder layers from that one up at 8 bits: a fine-tune moves those layers' weights by less
     than a 4-bit step, and 4 bits would round the change away.
 
@@ -171,10 +185,14 @@ def pack_blockwise(
         blocks = _blocks(w)
         layer = _layer(node.name)
         offsets, extra = None, []
-        if node.name == "lm_head":
+        if node.name in ("lm_head", "/lm_head/MatMul"):  # edge's graph, optimum's
             codes, d = _q8_symmetric(blocks)
             head, node_bits = (w, f"{base}.q8", d), 8
-        elif bits == 4 and not (eight_bit_from is not None and layer is not None and layer >= eight_bit_from):
+        elif (
+            bits == 4
+            and not (eight_bit_from is not None and layer is not None and layer >= eight_bit_from)
+            and not (source_grid and not blockgrid.is_four_bit(blocks))  # a 5-8 bit source stays 8-bit
+        ):
             codes, d, offsets = _q4_exact(blocks)
             node_bits = 4
         else:

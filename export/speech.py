@@ -237,7 +237,7 @@ def build(
         source_diff = float(np.abs(fp32_logits - ref).max())
         say(f"      max |logit diff| fp32 graphs vs source: {source_diff:.2e}")
         if source_diff > FP32_TOLERANCE:
-            from .pipeline import ExportError
+            from .errors import ExportError
 
             raise ExportError(
                 f"the fp32 graphs disagree with the source model (max logit diff {source_diff:.3g})",

@@ -156,6 +156,8 @@ def _edit_manifest(bundle, edit) -> None:
         (lambda m: m["files"]["model.onnx"].update(sha256=None), "'files.model.onnx.sha256' is null"),
         (lambda m: m.pop("kv_cache"), "'kv_cache' missing; expected an object"),
         (lambda m: m.update(format_version=True), "'format_version' is true"),
+        (lambda m: m["tokens"].update(add_bos=1), "'tokens.add_bos' is 1; expected true or false"),
+        (lambda m: m["tokens"].update(add_bos=True, bos_id=None), "'tokens.add_bos' is true; expected false when"),
     ],
 )
 def test_manifest_field_of_the_wrong_type_or_size_names_the_field(bundle_copy, edit, field):
@@ -178,3 +180,22 @@ def test_deeply_nested_or_endless_manifest_is_refused(bundle_copy):
     (bundle_copy / "edge.json").symlink_to("/dev/zero")  # reads 16 MB, not forever
     with pytest.raises(BundleError, match="unreadable manifest .*over the limit"):
         read_manifest(bundle_copy)
+
+
+def test_bundle_without_add_bos_loads_and_adds_none(bundle_copy):
+    """Bundles written before ``tokens.add_bos`` existed read it as false: prompts unchanged."""
+    _edit_manifest(bundle_copy, lambda m: m["tokens"].pop("add_bos", None))
+    model = edge.load(bundle_copy)
+    assert model.manifest.tokens.add_bos is False
+    assert model.encode_prompt("Paris is", 8) == model.tokenizer.encode("Paris is")
+
+
+def test_add_bos_puts_the_bos_first_once(bundle_copy):
+    bos = json.loads((bundle_copy / "edge.json").read_text())["tokens"]["bos_id"]
+    _edit_manifest(bundle_copy, lambda m: m["tokens"].update(add_bos=True))
+    model = edge.load(bundle_copy)
+    plain = model.tokenizer.encode("Paris is")
+    assert model.encode_prompt("Paris is", 8) == [bos, *plain]
+    # a chat whose template spells the BOS out (ChatML's <|im_start|> is this model's BOS) gets it once
+    chat_ids = model.encode_prompt(model.chat_text([{"role": "user", "content": "Hi"}]), 8)
+    assert chat_ids[:1] == [bos] and chat_ids[1:2] != [bos]

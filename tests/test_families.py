@@ -207,3 +207,27 @@ def test_chat_template_and_stop_token(family_folder, family_bundle, family):
         msgs, tokenize=False, add_generation_prompt=True
     )
     assert tokenizer.convert_tokens_to_ids(TEMPLATES[family][1]) in manifest.tokens.stop_ids
+
+
+def test_gemma_puts_bos_before_every_prompt(family_bundle):
+    """Gemma reads every text after <bos> (``ALWAYS_BOS``); the other tiny tokenizers add none."""
+    model = edge.load(family_bundle("gemma3", "fp32"))
+    tokens = model.manifest.tokens
+    assert tokens.add_bos and tokens.bos_id is not None
+    assert model.encode_prompt("Paris is", 8) == [tokens.bos_id, *model.tokenizer.encode("Paris is")]
+    chat = model.encode_prompt(model.chat_text([{"role": "user", "content": "Hi"}]), 8)
+    assert chat[:1] == [tokens.bos_id] and chat[1:2] != [tokens.bos_id]  # the template's own, not twice
+    assert not edge.load(family_bundle("qwen2", "fp32")).manifest.tokens.add_bos
+
+
+def test_a_tokenizer_that_adds_bos_is_read_as_wanting_it():
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    from export.sources import _tokenizer_adds_bos
+
+    raw = _train_tokenizer()
+    assert not _tokenizer_adds_bos(PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>"))
+    bos = ("<|im_start|>", raw.token_to_id("<|im_start|>"))
+    raw.post_processor = processors.TemplateProcessing(single=f"{bos[0]} $A", special_tokens=[bos])
+    assert _tokenizer_adds_bos(PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>"))

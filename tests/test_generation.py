@@ -98,3 +98,30 @@ def test_stream_decoder_holds_back_partial_characters(model):
     pieces = [decoder.step(i) for i in ids]
     assert "".join(pieces) == "東京 🙂"
     assert all("\ufffd" not in p for p in pieces)
+
+
+def test_cuda_without_onnxruntime_gpu_is_a_clear_error(tiny_bundle, monkeypatch):
+    """No GPU in CI: --provider cuda, the API's provider="cuda" and --serve all name what is missing."""
+    import onnxruntime as ort
+
+    from edge.decoder import ProviderError
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ProviderError) as e:
+        edge.load(tiny_bundle("llama", "fp32"), provider="cuda")
+    assert "CUDA execution provider" in str(e.value) and "pip install onnxruntime-gpu" in str(e.value)
+    with pytest.raises(ProviderError, match="unknown provider 'tpu'"):
+        edge.load(tiny_bundle("llama", "fp32"), provider="tpu")
+    assert edge.load(tiny_bundle("llama", "fp32"), provider="cpu").decoder.device == "cpu"
+
+
+def test_cuda_provider_from_the_command_line(tiny_bundle, capsys, monkeypatch):
+    import onnxruntime as ort
+
+    from edge.cli import main
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    for mode in (["--prompt", "Hi"], ["--serve", "--port", "0"]):
+        code = main(["--model", str(tiny_bundle("llama", "fp32")), "--provider", "cuda", *mode])
+        err = capsys.readouterr().err
+        assert code != 0 and "onnxruntime-gpu" in err, err

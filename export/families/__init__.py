@@ -2,7 +2,9 @@
 
 A family module has ``NAME`` (the manifest's family), ``MODEL_TYPES`` (the transformers
 ``model_type`` values it takes), ``spec(config) -> DecoderSpec`` and
-``build(model, spec, layout) -> onnx.ModelProto``. Adding a family is one module and one line below.
+``build(model, spec, layout) -> onnx.ModelProto``, and optionally ``ALWAYS_BOS = True`` when the
+model needs its BOS token before every text whatever the tokenizer says. Adding a family is one
+module and one line below.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from . import rotary
 
 NAME = "gemma3"
 MODEL_TYPES = ("gemma3_text",)
+ALWAYS_BOS = True  # trained with <bos> before every text; without it the model degenerates
 ACTIVATIONS = {"gelu_pytorch_tanh", "gelu_tanh"}
 
 
