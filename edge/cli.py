@@ -458,10 +458,20 @@ def run_serve(args) -> int:
     from .model import TextModel
     from .server import serve
 
+    wake = None
+    if args.assistant:
+        from .wakeword import load_wake_word
+
+        if args.audio and len(args.audio) > 1:
+            raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
+
+        wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
     text, command_set = _text_and_commands(args)
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     recognizer = None
-    if command_set is not None:
+    if args.assistant:
+        recognizer = _assistant_recognizer(args)
+    elif command_set is not None:
         # the speech model loads now, not on the first spoken command: that one is as quick as the
         # rest, and a missing bundle shows at start rather than in front of a user
         try:
@@ -470,6 +480,21 @@ def run_serve(args) -> int:
             if args.asr_model:
                 raise
             print(f"edge-run: warning: commands by text only, no speech: {e}", file=sys.stderr)
+    beside = None
+    if wake is not None:
+
+        def beside(server) -> None:
+            # the server's own recognizer and command model, called through its worker: one model call at a time
+            from .assistant import Answerer, Assistant
+            from .assistant.beside_server import start
+            from .vad import VoiceActivityDetector
+
+            app = server.app
+            vad = VoiceActivityDetector(recognizer.bundle.vad_path)
+            voice = _assistant_voice(args)
+            assistant = Assistant(wake, vad, app.recognizer, app.command_model, Answerer(model), voice)
+            start(server, assistant, _assistant_blocks(args, wake))
+
     serve(
         model,
         command_set,
@@ -478,6 +503,7 @@ def run_serve(args) -> int:
         port=args.port,
         allow_hosts=tuple(args.allow_host),
         api_key=args.api_key,
+        beside=beside,
     )
     return 0
 
@@ -530,7 +556,7 @@ def run_commands(args) -> int:
 
 def run_assistant(args) -> int:
     """--assistant: the hands-free loop over the microphone (or --audio WAV), one line per event."""
-    from .assistant import Answerer, Assistant, Voice, file_blocks, microphone_blocks
+    from .assistant import Answerer, Assistant
     from .command_model import CommandModel
     from .model import TextModel
     from .vad import VoiceActivityDetector
@@ -540,27 +566,14 @@ def run_assistant(args) -> int:
         raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
     wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
     text, command_set = _text_and_commands(args)
-    recognizer = _recognizer(
-        _open(args.asr_model or _default_model_path(SPEECH_RECOGNITION), SPEECH_RECOGNITION, "--asr-model"), args
-    )
-    if recognizer.bundle.vad_path is None:
-        raise EdgeError(
-            f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx)",
-            "pip install --no-deps silero-vad, then export the bundle again with --force",
-        )
+    recognizer = _assistant_recognizer(args)
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     commands = CommandModel(model, command_set) if command_set is not None else None
-    voice = None
-    if not (args.no_speak or args.audio):  # a recording runs faster than speech could be played
-        from .speak import Speaker
-
-        voice = Voice(Speaker(), device=args.device)
+    voice = _assistant_voice(args)
     assistant = Assistant(
         wake, VoiceActivityDetector(recognizer.bundle.vad_path), recognizer, commands, Answerer(model), voice
     )
-    blocks = file_blocks(args.audio[0]) if args.audio else microphone_blocks(args.device, args.duration)
-    if not args.audio:
-        print(f"edge-run: say {wake.spec.phrase!r}, then your request; Ctrl-C stops.", file=sys.stderr)
+    blocks = _assistant_blocks(args, wake)
     try:
         for event in assistant.run(blocks):
             row = event.as_dict()
@@ -579,6 +592,39 @@ def run_assistant(args) -> int:
         if voice is not None:
             voice.close()
     return 0
+
+
+def _assistant_recognizer(args):
+    """Whisper for --assistant (--asr-model, else the default), which must carry its VAD."""
+    recognizer = _recognizer(
+        _open(args.asr_model or _default_model_path(SPEECH_RECOGNITION), SPEECH_RECOGNITION, "--asr-model"), args
+    )
+    if recognizer.bundle.vad_path is None:
+        raise EdgeError(
+            f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx)",
+            "pip install --no-deps silero-vad, then export the bundle again with --force",
+        )
+    return recognizer
+
+
+def _assistant_voice(args):
+    """The voice that speaks replies, or None with --no-speak or over a recording (faster than speech)."""
+    if args.no_speak or args.audio:
+        return None
+    from .assistant import Voice
+    from .speak import Speaker
+
+    return Voice(Speaker(), device=args.device)
+
+
+def _assistant_blocks(args, wake):
+    """The assistant's audio: --audio WAV, else the microphone (saying what to say)."""
+    from .assistant import file_blocks, microphone_blocks
+
+    if args.audio:
+        return file_blocks(args.audio[0])
+    print(f"edge-run: say {wake.spec.phrase!r}, then your request; Ctrl-C stops.", file=sys.stderr)
+    return microphone_blocks(args.device, args.duration)
 
 
 def _open(path, task: str, flag: str):

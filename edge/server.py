@@ -14,7 +14,9 @@ never a traceback on the wire or a dead server.
 
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (``stream: true`` as server-sent
 events), ``GET /v1/models``, ``GET|POST /v1/commands`` (the command set; a request as
-``{"text": ...}`` or an ``audio/wav`` body -> one command), ``GET /health``, and the panel at ``/``.
+``{"text": ...}`` or an ``audio/wav`` body -> one command), ``GET /v1/events`` (every command mapped, and
+the events of an assistant in the same process, as server-sent events: see :mod:`edge.events`),
+``GET /health``, and the panel at ``/``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from .api import ApiError, Reply, TextRequest, chat_request, completion_request, finish_reason, models_list
 from .errors import EdgeError
+from .events import MAX_SUBSCRIBERS, EventHub
 from .http_checks import Access, content_length, read_json
 from .worker import DONE, POLL_S, Job, Worker
 
@@ -60,6 +63,8 @@ BODY_TIMEOUT_S = 60.0  # for a body: 8 MB at about 1 Mbit/s
 IDLE_TIMEOUT_S = 15.0  # a kept-alive connection waiting for its next request
 MAX_CONNECTIONS = 64  # at once; each holds a thread: more get 503 and are closed
 REAP_S = 0.1  # how often deadlines are checked
+HEARTBEAT_S = 15.0  # an event stream sends a comment this often: proxies keep it open, a dead client shows
+STREAM_POLL_S = 0.25  # how often an event stream checks for its client leaving and for shutdown
 PANEL_DIR = Path(__file__).resolve().parent / "panel"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
@@ -79,6 +84,8 @@ class Limits:
     body_timeout_s: float = BODY_TIMEOUT_S
     idle_timeout_s: float = IDLE_TIMEOUT_S
     max_connections: int = MAX_CONNECTIONS
+    max_subscribers: int = MAX_SUBSCRIBERS  # open event streams (GET /v1/events); each holds a connection
+    heartbeat_s: float = HEARTBEAT_S
 
 
 @dataclass
@@ -93,6 +100,7 @@ class App:
     limits: Limits
     log: bool
     started: int
+    events: EventHub = field(default_factory=EventHub)  # what GET /v1/events streams
 
     @property
     def model_id(self) -> str:
@@ -167,6 +175,7 @@ class PanelServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         self.closed.set()
+        self.app.events.close()  # ends every event stream, and an assistant running beside the server
         super().server_close()
         self.app.worker.stop()
 
@@ -416,7 +425,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.unread:
             self._body()  # a GET's body means nothing here, but left unread it would be taken for a request
-        self._route({"/health": self._health, "/v1/models": self._models, "/v1/commands": self._command_set})
+        self._route(
+            {
+                "/health": self._health,
+                "/v1/models": self._models,
+                "/v1/commands": self._command_set,
+                "/v1/events": self._event_stream,
+            }
+        )
 
     def do_POST(self) -> None:
         self._route(
@@ -574,7 +590,63 @@ class Handler(BaseHTTPRequestHandler):
             )
         result = next(self._events(Job(work, app.limits.timeout_s)), None)
         if result is not None:
+            app.events.publish({"event": "command", "source": "http"} | result)
             self._json(result)
+
+    def _event_stream(self) -> None:
+        """``GET /v1/events``: every event published (commands mapped here, an assistant's wake words,
+        commands and answers) as server-sent events, until the client leaves or the server stops.
+
+        The stream is not under the request deadlines (those end with the request's head) nor the idle
+        timeout (that is between requests); it ends when the client closes its side, when it falls
+        :data:`edge.events.BACKLOG` events behind, or at shutdown. The response is delimited by the
+        connection's close, so it works for HTTP/1.0 clients too.
+        """
+        app = self.server.app
+        sub = app.events.subscribe()
+        if sub is None:
+            raise ApiError(
+                503,
+                f"{app.events.max_subscribers} event streams are already open; retry shortly",
+                "server_error",
+                code="busy",
+            )
+        self.close_connection = True
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"retry: 2000\n\n")  # EventSource reconnects after 2 s
+            self.wfile.flush()
+            beat = time.monotonic()
+            while not sub.closed.is_set():
+                event = sub.get(STREAM_POLL_S)
+                if event is not None:
+                    data = json.dumps(event, ensure_ascii=False).encode()
+                    self.wfile.write(b"event: %s\ndata: %s\n\n" % (event["event"].encode(), data))
+                elif self._stream_client_gone():
+                    break
+                elif time.monotonic() - beat >= app.limits.heartbeat_s:
+                    self.wfile.write(b": keep-alive\n\n")
+                else:
+                    continue
+                self.wfile.flush()
+                beat = time.monotonic()
+        except OSError:  # the client went away mid-write
+            pass
+        finally:
+            app.events.unsubscribe(sub)
+
+    def _stream_client_gone(self) -> bool:
+        """An event stream's client sends nothing after its request: readable end-of-file (or a reset) means
+        it has gone. (Unlike :meth:`_client_gone`, a half-close counts as leaving: no answer is pending.)"""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
 
 def _no_command_set() -> ApiError:
@@ -624,7 +696,9 @@ def make_server(
         command_model = CommandModel(text_model.fork(), command_set)
     access = Access(host, port, tuple(allow_hosts), api_key or None)
     worker = Worker(queue_size)
-    app = App(text_model, command_model, recognizer, worker, access, Limits(**limits), log, int(time.time()))
+    bounds = Limits(**limits)
+    hub = EventHub(bounds.max_subscribers)
+    app = App(text_model, command_model, recognizer, worker, access, bounds, log, int(time.time()), hub)
     try:
         return PanelServer((host, port), app)
     except OSError as e:
@@ -641,9 +715,11 @@ def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
+    beside: Callable[[PanelServer], Any] | None = None,
     **options: Any,
 ) -> None:
-    """Serve until interrupted; ``options`` as :func:`make_server`."""
+    """Serve until interrupted; ``beside(server)`` starts what runs along (the assistant, see
+    :mod:`edge.assistant.beside_server`) once the server is bound; ``options`` as :func:`make_server`."""
     server = make_server(text_model, command_set, recognizer, host=host, port=port, **options)
     access = server.app.access
     if not access.loopback and access.api_key is None:
@@ -666,6 +742,8 @@ def serve(
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
             signal.signal(signal.SIGINT, _interrupt)
     try:
+        if beside is not None:
+            beside(server)
         server.serve_forever()
     finally:
         server.server_close()

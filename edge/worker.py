@@ -84,6 +84,7 @@ class Worker:
         self.jobs: queue.Queue[Job | None] = queue.Queue(queue_size)
         self.counts: Counter[str] = Counter()
         self.busy = False
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="edge-worker", daemon=True)
         self.thread.start()
 
@@ -99,6 +100,37 @@ class Worker:
                 code="queue_full",
             ) from None
 
+    def call(self, work: Callable[[], Iterator[Any]], timeout_s: float) -> Iterator[Any]:
+        """Run ``work`` here for another thread of this process (the assistant inside ``--serve``) and yield
+        its items as they come. Unlike :meth:`submit` it waits for room in a full queue (a voice request
+        must not be refused because the panel is busy) until ``timeout_s``; raises the job's
+        :class:`ApiError` (504 past the deadline, 503 once the worker has stopped)."""
+        job = Job(work, timeout_s)
+        try:
+            while True:
+                if self.stopped.is_set():
+                    raise _shutting_down()
+                job._check_deadline()
+                try:
+                    self.jobs.put(job, timeout=POLL_S)
+                    break
+                except queue.Full:
+                    continue
+            while True:
+                try:
+                    event = job.events.get(timeout=POLL_S)
+                except queue.Empty:
+                    if not self.thread.is_alive():  # stopped before it reached this job
+                        raise _shutting_down() from None
+                    continue
+                if event is DONE:
+                    return
+                if isinstance(event, ApiError):
+                    raise event
+                yield event
+        finally:
+            job.cancelled.set()
+
     def _loop(self) -> None:
         while (job := self.jobs.get()) is not None:
             self.busy = True
@@ -106,4 +138,9 @@ class Worker:
             self.busy = False
 
     def stop(self) -> None:
+        self.stopped.set()
         self.jobs.put(None)
+
+
+def _shutting_down() -> ApiError:
+    return ApiError(503, "the server is shutting down", "server_error", code="shutting_down")

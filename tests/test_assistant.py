@@ -147,6 +147,48 @@ def test_the_wake_word_during_a_spoken_reply_stops_it(vad_path):
     voice.close()
 
 
+@needs_wake
+def test_the_assistant_beside_the_server_uses_its_worker_and_publishes_its_events(vad_path, tiny_bundle):
+    import edge
+    from edge.assistant.beside_server import start as beside
+    from tests.test_server import Subscription, start, wait_for
+
+    class WhereRecognizer(CountingRecognizer):
+        threads: set[str] = set()
+
+        def transcribe(self, audio):
+            self.threads.add(threading.current_thread().name)
+            return super().transcribe(audio)
+
+    running = start(edge.load(tiny_bundle("llama", "fp32")))
+    sub = Subscription(running)
+    try:
+        wait_for(lambda: running.server.app.events.subscribers == 1, 10)
+        recognizer = WhereRecognizer()
+        session = np.concatenate(
+            [silence(0.5), espeak("okay nabu"), silence(0.4), espeak("turn on the light"), silence(2)]
+        )
+        thread = beside(running.server, make(vad_path, recognizer), blocks(session))
+        events = [sub.next(), sub.next()]
+        assert [(e["event"], e["source"]) for e in events] == [("wake", "voice"), ("command", "voice")], events
+        assert events[1]["command"] == "set_light" and events[1]["args"] == LIGHT["args"]
+        thread.join(30)
+        assert not thread.is_alive()  # the recording ended
+        assert recognizer.threads == {"edge-worker"}  # Whisper ran in turn with HTTP requests, never beside them
+        assert running.counts()["done"] >= 2  # the transcription and the command, as worker jobs
+
+        def endless():
+            while True:
+                yield silence(0.032)
+
+        thread = beside(running.server, make(vad_path, WhereRecognizer()), endless())
+    finally:
+        sub.close()
+        running.close()
+    thread.join(10)
+    assert not thread.is_alive()  # shutting the server down stopped the listening loop
+
+
 def test_complete_commands_and_requests_still_going_on():
     unknown = "unknown"
     assert is_complete("Turn on the kitchen light.", LIGHT, unknown)

@@ -667,3 +667,122 @@ def test_edge_run_serve_outlives_clients_that_hang_up(tiny_bundle):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+# --- GET /v1/events: what happened, live, for every page -------------------------------------------
+
+
+class Subscription:
+    """An open ``GET /v1/events`` stream, read an event at a time."""
+
+    def __init__(self, running: Running, *headers: str):
+        self.sock = socket.create_connection((running.host, running.port), timeout=30)
+        self.sock.sendall(head(running, "GET", "/v1/events", *headers))
+        self.response = http.client.HTTPResponse(self.sock)
+        self.response.begin()
+
+    def next(self) -> dict | None:
+        """The next event's data (comments and ``retry:`` skipped); None when the stream ended."""
+        data = None
+        while line := self.response.fp.readline():
+            line = line.decode().rstrip("\n")
+            if line.startswith("data: "):
+                data = json.loads(line[len("data: ") :])
+            elif line == "" and data is not None:
+                return data
+        return None
+
+    def close(self) -> None:
+        self.response.close()
+        self.sock.close()
+
+
+def test_a_subscriber_sees_the_commands_another_client_posts(srv):
+    hub = srv.server.app.events
+    first, second = Subscription(srv), Subscription(srv)
+    try:
+        assert first.response.status == 200 and first.response.getheader("Content-Type") == "text/event-stream"
+        wait_for(lambda: hub.subscribers == 2, 10)
+        status, _, command = srv.request("POST", "/v1/commands", {"text": "turn on the kitchen light"})
+        assert status == 200
+        for sub in (first, second):
+            event = sub.next()
+            assert event["event"] == "command" and event["source"] == "http", event
+            assert {k: event[k] for k in command} == command
+            assert isinstance(event["id"], int) and event["time"] > 0
+    finally:
+        first.close()
+        second.close()
+    wait_for(lambda: hub.subscribers == 0, 10)
+
+
+def test_event_streams_pass_the_host_origin_and_api_key_checks(srv, keyed):
+    for extra, status in (
+        (f"Host: evil.example:{srv.port}", 421),
+        ("Origin: http://evil.example", 403),
+        (f"Origin: http://127.0.0.1:{srv.port}", 200),
+    ):
+        lines = ["GET /v1/events HTTP/1.1", extra if extra.startswith("Host") else f"Host: 127.0.0.1:{srv.port}"]
+        if not extra.startswith("Host"):
+            lines.append(extra)
+        with socket.create_connection((srv.host, srv.port), timeout=30) as sock:
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            assert sock.recv(64).startswith(b"HTTP/1.1 %d" % status), extra
+    for auth, status in (
+        ("X-None: 1", 401),
+        ("Authorization: Bearer wrong", 401),
+        ("Authorization: Bearer s3cret key", 200),
+    ):
+        sub = Subscription(keyed, auth)
+        assert sub.response.status == status, auth
+        sub.close()
+    wait_for(lambda: srv.server.app.events.subscribers == 0 and keyed.server.app.events.subscribers == 0, 10)
+
+
+def test_a_subscriber_that_leaves_is_cleaned_up_and_threads_return_to_baseline(models):
+    running = start(models[0], max_subscribers=2)
+    hub = running.server.app.events
+    try:
+        baseline = threading.active_count()
+        subs = [Subscription(running), Subscription(running)]
+        wait_for(lambda: hub.subscribers == 2, 10)
+        status, _, body = running.request("GET", "/v1/events")  # over the cap: refused, not queued
+        assert_openai_error(status, body, 503, "busy")
+        for sub in subs:
+            sub.close()
+        wait_for(lambda: hub.subscribers == 0 and running.server.connections == 0, 10)
+        wait_for(lambda: threading.active_count() <= baseline, 10)
+        sub = Subscription(running)  # the places are free again
+        assert sub.response.status == 200
+        sub.close()
+    finally:
+        running.close()
+
+
+def test_an_event_stream_outlives_the_idle_timeout_but_ends_at_shutdown(models):
+    running = start(models[0], idle_timeout_s=0.3, header_timeout_s=0.3, heartbeat_s=0.2)
+    sub = Subscription(running)
+    try:
+        time.sleep(1.0)  # past every connection deadline
+        running.server.app.events.publish({"event": "wake", "t": 1.0})
+        assert sub.next()["event"] == "wake"
+        running.close()
+        assert sub.next() is None  # shutdown ended the stream
+    finally:
+        sub.close()
+
+
+def test_a_slow_subscriber_is_dropped_without_holding_up_publishers():
+    from edge.events import EventHub
+
+    hub = EventHub(max_subscribers=2, backlog=4)
+    slow, reader = hub.subscribe(), hub.subscribe()
+    began = time.monotonic()
+    for i in range(10):
+        hub.publish({"event": "command", "n": i})
+        assert reader.get(0.1)["n"] == i
+    assert time.monotonic() - began < 1.0
+    assert slow.closed.is_set() and slow.dropped and slow.get(0.01) is None
+    assert hub.subscribers == 1 and hub.dropped == 1
+    hub.close()
+    assert reader.closed.is_set() and hub.subscribe() is None
