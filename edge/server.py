@@ -590,7 +590,11 @@ class Handler(BaseHTTPRequestHandler):
             )
         result = next(self._events(Job(work, app.limits.timeout_s)), None)
         if result is not None:
-            app.events.publish({"event": "command", "source": "http"} | result)
+            origin = {"event": "command", "source": "http"}
+            client = self.headers.get("X-Edge-Client", "")
+            if 0 < len(client) <= 64 and client.isascii() and client.isprintable():
+                origin["client"] = client  # the panel page that asked skips its own event
+            app.events.publish(origin | result)
             self._json(result)
 
     def _event_stream(self) -> None:

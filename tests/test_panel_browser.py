@@ -279,3 +279,26 @@ def test_a_spoken_request_goes_through_hold_to_talk(real, tmp_path):
     # heard and the command the server makes of it
     assert "fan" in shown["transcript"].lower(), shown
     assert shown["command"] == ask_server(real, shown["transcript"])
+
+
+def test_the_page_follows_commands_from_other_clients_and_the_voice(tiny):
+    request = "turn on the kitchen light"
+    expected = ask_server(tiny.url, request)
+    page = Panel(tiny.url)
+    try:
+        page.wait(lambda: page.js("return document.body.dataset.live") == "true", 30)
+        before = page.count()
+        ask_server(tiny.url, request)  # another client: the page shows its command
+        assert page._result(before)["command"] == expected
+        before = page.count()
+        tiny.server.app.events.publish(  # what the assistant beside the server publishes
+            {"event": "command", "source": "voice", "transcript": "lights off"} | expected
+        )
+        shown = page._result(before)
+        assert shown["command"] == expected and shown["transcript"] == "lights off"
+        before = page.count()
+        page.type(request)  # the page's own request: applied once, not again from its event
+        time.sleep(1.0)
+        assert page.count() == before + 1
+    finally:
+        page.close()

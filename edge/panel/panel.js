@@ -1,5 +1,6 @@
 // The appliance panel: controls built from the server's command set (GET /v1/commands), a simulated
 // appliance state held in this page, and requests typed or spoken (hold to talk) sent to POST /v1/commands.
+// It follows GET /v1/events, so a command from another page or from the assistant's voice shows here too.
 // No libraries and no network beyond the server that serves this page.
 "use strict";
 
@@ -7,6 +8,8 @@ const VERBS = new Set(["set", "start", "stop", "cancel", "switch", "turn", "on",
 const CLEARS = /(^|_)(off|cancel|stop|reset|clear)(_|$)/;
 const UNITS = { celsius: "°C", fahrenheit: "°F", minutes: "min", seconds: "s", percent: "%" };
 const TARGET_RATE = 16000;
+// sent with this page's own requests and echoed in their events, so the page does not apply its command twice
+const CLIENT = Math.random().toString(36).slice(2, 12);
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, props = {}, ...children) => {
@@ -270,7 +273,8 @@ async function api(path, options = {}) {
 }
 
 async function post(body, contentType) {
-  const response = await api("/v1/commands", { method: "POST", headers: { "Content-Type": contentType }, body });
+  const headers = { "Content-Type": contentType, "X-Edge-Client": CLIENT };
+  const response = await api("/v1/commands", { method: "POST", headers, body });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error?.message || `the server answered ${response.status}`);
   return data;
@@ -409,6 +413,56 @@ function wav(samples, rate) {
   return new Blob([view.buffer], { type: "audio/wav" });
 }
 
+// --- live events: other pages' commands and the assistant's voice (GET /v1/events) ---------------
+
+function onEvent(event) {
+  if (event.event === "command" && event.client !== CLIENT) {
+    apply({ command: event.command, args: event.args || {} }, { source: event.source, transcript: event.transcript });
+  } else if (event.event === "wake") {
+    $("result").className = "";
+    $("result").textContent = "Listening…";
+  } else if (event.event === "answer") {
+    $("result").className = "";
+    $("result").textContent = `heard “${event.transcript}” → ${event.text || "(no answer)"}`;
+    $("result").dataset.count = String(Number($("result").dataset.count) + 1);
+  } else if (event.event === "timeout") {
+    $("result").textContent = "No request heard.";
+  } else if (event.event === "error") {
+    showError(event.message);
+  }
+}
+
+/** Reads the server-sent events of GET /v1/events and reconnects when they stop. fetch() rather than
+ * EventSource: EventSource cannot send the API key of a server started with --api-key. */
+async function follow() {
+  for (;;) {
+    try {
+      const response = await api("/v1/events", { headers: { Accept: "text/event-stream" } });
+      if (response.ok) {
+        document.body.dataset.live = "true";
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const lines = buffer.slice(0, end).split("\n");
+            buffer = buffer.slice(end + 2);
+            const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+            if (data) onEvent(JSON.parse(data));
+          }
+        }
+      }
+    } catch (e) {
+      // the server restarted or dropped this page as too slow: connect again
+    }
+    document.body.dataset.live = "false";
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
 // --- start ----------------------------------------------------------------------------------------
 
 async function main() {
@@ -436,6 +490,7 @@ async function main() {
   build();
   $("result").textContent = commandSet.description || "Ready.";
   document.body.dataset.ready = "true";
+  follow();
 }
 
 main();
