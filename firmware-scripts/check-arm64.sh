@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prove the runtime works on aarch64, as on a Raspberry Pi 4, on an x86-64 machine under QEMU:
 # build the offline kit for aarch64, install it with install.sh into an emulated Debian bookworm
-# arm64 root, run edge-run there, and run the runtime's aarch64 tests (arm64/test_arm64.py).
+# arm64 root, run edge-run there, and run the runtime's aarch64 tests (arm64/test_arm64.py), which
+# include the hands-free assistant over a 5 s session ("okay nabu, turn on the kitchen light": the
+# ONNX wake word, Silero VAD and the tiny command model, through edge.assistant's library API).
 #
 #   sudo bash firmware-scripts/check-arm64.sh        (CI runs it from .ci/run, after the test suite)
 #

@@ -10,7 +10,10 @@ code. test_arm64.py then checks that aarch64 gets the same numbers within a tole
     OUT/bundles/tiny-whisper-int8/                         with vad.onnx when silero-vad is installed
     OUT/commands/tiny-panel.json                           a command set with a `status` command
     OUT/audio/speech.wav                                   the exporter's spoken check clip
-    OUT/reference.npz                                      the host's logits (fp32 too), log-mel, VAD, tokens
+    OUT/audio/session.wav, OUT/wakewords/okay_nabu.*       "okay nabu, turn on the kitchen light" (espeak-ng)
+                                                           and the wake word on ONNX, for the assistant
+    OUT/reference.npz                                      the host's logits (fp32 too), log-mel, VAD, tokens,
+                                                           the assistant's events
 """
 
 from __future__ import annotations
@@ -85,6 +88,39 @@ def speech_reference(bundle: Path, fp32: Path, wav: Path, ref: dict[str, np.ndar
         ref["vad/segments"] = np.asarray(vad.speech_segments(audio))
 
 
+def assistant_reference(out: Path, ref: dict[str, np.ndarray]) -> str:
+    """A short assistant session and the host's events over it; says what is missing when it cannot."""
+    from tests.test_audio import write_pcm
+
+    if "vad/probabilities" not in ref:
+        return "no VAD"
+    if shutil.which("espeak-ng") is None:
+        return "no espeak-ng"
+    from edge.wakeword import wake_word_spec
+
+    try:  # the ONNX conversion (python -m export.wakeword), made here when there is none yet
+        spec = wake_word_spec("okay_nabu", runtime="onnx")
+    except Exception:
+        from export.wakeword import main as convert
+
+        if convert(["okay_nabu"]) != 0:
+            return "okay_nabu could not be converted to ONNX (pip install 'edge[assistant]')"
+        spec = wake_word_spec("okay_nabu", runtime="onnx")
+    (out / "wakewords").mkdir()
+    for name in (spec.model_path.with_suffix(".json").name, *spec.files):
+        shutil.copy(spec.model_path.parent / name, out / "wakewords" / name)
+    from benchmarks.assistant import espeak, silence
+
+    session = [silence(0.5), espeak("okay nabu"), silence(0.4), espeak("turn on the kitchen light"), silence(2.0)]
+    write_pcm(out / "audio" / "session.wav", np.concatenate(session))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_arm64 import assistant_session
+
+    events = assistant_session(out)
+    ref["assistant/events"] = np.asarray(json.dumps(events))
+    return f"the assistant: {[e['event'] for e in events]}"
+
+
 def main(out: Path) -> None:
     from export import export_bundle
     from tests.conftest import make_hf_folder, make_whisper_folder
@@ -110,11 +146,12 @@ def main(out: Path) -> None:
     for precision in PRECISIONS:
         text_reference(out / "bundles" / f"tiny-llama-{precision}", ref)
     speech_reference(out / "bundles" / "tiny-whisper-int8", out / "whisper-fp32", out / "audio" / "speech.wav", ref)
+    assistant = assistant_reference(out, ref)
     np.savez(out / "reference.npz", **ref)
     for scratch in ("hf-llama", "hf-whisper", "whisper-fp32"):
         shutil.rmtree(out / scratch)
     vad = "with" if "vad/probabilities" in ref else "without (pip install --no-deps silero-vad)"
-    print(f"fixtures in {out}: {len(PRECISIONS)} text bundles, a speech bundle {vad} VAD", file=sys.stderr)
+    print(f"fixtures in {out}: {len(PRECISIONS)} text bundles, a speech bundle {vad} VAD, {assistant}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Everything the board does with numbers is compared with what the x86 host computed for the same
 tiny bundles (make_fixtures.py): each precision's logits (each takes other onnxruntime kernels),
 greedy generation, the log-mel features, Silero VAD and the Whisper graphs; and a command set is
-mapped through llguidance to commands that validate. No torch here, as on a board.
+mapped through llguidance to commands that validate. The hands-free assistant runs over a short
+session (the okay_nabu wake word on onnxruntime, Silero VAD, the tiny command model) and must wake
+where the host woke. No torch here, as on a board.
 
 EDGE_ARM64_FIXTURES names the fixtures folder; EDGE_ARM64_CPU the CPU QEMU emulates.
 """
@@ -140,3 +142,58 @@ def test_whisper_matches_the_host(ref):
     assert_quantized_like_the_host(got, ref["whisper/teacher_forced"], exact=ref["whisper/teacher_forced_fp32"])
     transcript = speech.transcribe(audio)
     assert transcript.audio_s == pytest.approx(len(audio) / 16000) and transcript.processing_s > 0
+
+
+# --- the assistant over a short session -----------------------------------------------------------
+
+SESSION_REQUEST = "turn on the kitchen light"  # what session.wav says after "okay nabu"
+WAKE_TOLERANCE_S = 0.1  # a few of the wake-word model's 30 ms steps
+
+
+class HeardRecognizer:
+    """Stands in for Whisper (its graphs are checked above; the tiny random one would transcribe noise):
+    'hears' the session's request, and counts what it was given."""
+
+    def __init__(self):
+        self.clips = 0
+
+    def transcribe(self, audio):
+        self.clips += 1
+        return type("Heard", (), {"text": SESSION_REQUEST})()
+
+
+def assistant_session(fixtures: Path) -> list[dict]:
+    """The assistant's events over ``fixtures/audio/session.wav``, through its library API: the ONNX wake word
+    (checksums verified), Silero VAD from the speech bundle, and the tiny int4 command model. Also run by
+    make_fixtures.py on the host, for the reference."""
+    from edge.assistant import Answerer, Assistant, file_blocks
+    from edge.bundle import open_bundle
+    from edge.vad import VoiceActivityDetector
+    from edge.wakeword import WakeWordDetector, WakeWordSpec
+
+    spec = WakeWordSpec.from_sidecar(fixtures / "wakewords" / "okay_nabu.json")
+    spec.verify()
+    vad_path = open_bundle(fixtures / "bundles" / "tiny-whisper-int8").vad_path
+    model = edge.load(fixtures / "bundles" / "tiny-llama-int4", threads=1)
+    commands = CommandModel(model, CommandSet.from_file(fixtures / "commands" / "tiny-panel.json"))
+    assistant = Assistant(
+        WakeWordDetector(spec), VoiceActivityDetector(vad_path), HeardRecognizer(), commands, Answerer(model)
+    )
+    return [event.as_dict() for event in assistant.run(file_blocks(fixtures / "audio" / "session.wav"))]
+
+
+def test_the_assistant_wakes_and_answers_a_short_session_as_on_the_host(ref):
+    if "assistant/events" not in ref:
+        pytest.skip("no assistant fixtures: the host lacked espeak-ng, a converted wake word or silero-vad")
+    import json
+
+    host = json.loads(str(ref["assistant/events"]))
+    board = assistant_session(FIXTURES)
+    assert [e["event"] for e in board] == [e["event"] for e in host] == ["wake", board[-1]["event"]], (board, host)
+    assert board[-1]["event"] in ("command", "answer"), board
+    for mine, theirs in zip(board, host, strict=True):
+        assert abs(mine["t"] - theirs["t"]) <= WAKE_TOLERANCE_S, (board, host)
+    if board[-1]["event"] == "command":
+        panel = CommandSet.from_file(FIXTURES / "commands" / "tiny-panel.json")
+        command = {"command": board[-1]["command"], "args": board[-1]["args"]}
+        assert panel.validate(command) == command
