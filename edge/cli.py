@@ -462,9 +462,6 @@ def run_serve(args) -> int:
     if args.assistant:
         from .wakeword import load_wake_word
 
-        if args.audio and len(args.audio) > 1:
-            raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
-
         wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
     text, command_set = _text_and_commands(args)
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)

@@ -786,3 +786,42 @@ def test_a_slow_subscriber_is_dropped_without_holding_up_publishers():
     assert hub.subscribers == 1 and hub.dropped == 1
     hub.close()
     assert reader.closed.is_set() and hub.subscribe() is None
+
+
+def test_edge_run_serve_assistant_publishes_the_voice_on_the_event_stream(
+    tiny_bundle, whisper_bundle, tmp_path, monkeypatch
+):
+    """The wiring of ``edge-run --serve --assistant``: the loop starts beside the server over the microphone (here
+    a recording) and its events reach a subscriber (the server made as make_server makes it, on a free port)."""
+    import importlib.util
+    import shutil
+
+    import edge.assistant
+    import edge.cli
+    import edge.server
+    from edge.bundle import open_bundle
+
+    if importlib.util.find_spec("pymicro_wakeword") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("needs pymicro-wakeword (pip install 'edge[assistant]') and espeak-ng")
+    whisper = whisper_bundle("int8")
+    if open_bundle(whisper).vad_path is None:
+        pytest.skip("the speech bundle has no vad.onnx (pip install --no-deps silero-vad)")
+    from benchmarks.assistant import espeak, silence, write_wav
+
+    wav = write_wav(tmp_path / "session.wav", np.concatenate([silence(0.5), espeak("okay nabu"), silence(3.0)]))
+    seen = []
+
+    def serve(model, command_set, recognizer, *, host, port, beside=None, **options):
+        server = make_server(model, command_set, recognizer, host="127.0.0.1", port=0, log=False, **options)
+        sub = server.app.events.subscribe()
+        try:
+            beside(server)
+            seen.append(sub.get(60))
+        finally:
+            server.server_close()
+
+    monkeypatch.setattr(edge.server, "serve", serve)
+    monkeypatch.setattr(edge.assistant, "microphone_blocks", lambda *_: edge.assistant.file_blocks(wav))  # the mic
+    args = ["--serve", "--assistant", "--no-speak", "--model", str(tiny_bundle("llama", "fp32"))]
+    assert edge.cli.main([*args, "--asr-model", str(whisper), "--commands", str(PANEL)]) == 0
+    assert seen and seen[0]["event"] == "wake" and seen[0]["source"] == "voice", seen
