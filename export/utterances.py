@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +68,8 @@ OFF_VERBS = ["turn off", "switch off", "disable", "deactivate", "stop"]
 STOP_WORDS = {"the", "a", "an", "of", "to", "in", "on", "for", "at", "and", "or", "one", "its", "it", "is", "that",
               "with", "by", "from", "now", "all", "every", "this", "which", "what", "right", "off", "set",
               "your"}  # fmt: skip
+# What a value of a thing is called: the words after its name in "the pump pressure level"
+ATTRIBUTES = ("speed", "level", "suction", "pressure", "temperature", "volume", "brightness", "setting", "target")
 # What people call common things, keyed by the word a command set uses (any domain: add freely).
 NOUNS: dict[str, list[str]] = {
     "light": ["light", "lights", "lamp", "lighting"],
@@ -209,6 +211,10 @@ class Reading:
     clause: str  # the description's first clause, lowercased ("water one zone of the garden now ...")
     pair: tuple[str, str] | None  # the description's own on/off halves ("enable ...", "disable ...")
     value_phrases: dict[int, list[str]] = field(default_factory=dict)  # "0 cancels the delay": {0: [...]}
+    # enum values that are also a word of another command's name ("fan" as an oven mode, beside
+    # set_fan_speed), with that other command's words: said alone, such a value is taken for the other
+    # command, so it is said exactly (no synonyms) and only with a word of this command's own
+    clashes: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def name_words(self) -> list[str]:
@@ -248,6 +254,10 @@ def read_command(c: Command) -> Reading:
     head = re.sub(r"^(?:all|every) ", "", head[0].strip())
     if desc_verb in VERBS and head and not re.match(r"^(one|a|an)\b", head) and len(head.split()) <= 6:
         obj.append(head)
+        # the thing itself, as people name it when they set it: "the extractor fan speed" -> "the extractor fan"
+        thing = re.sub(rf"(?:'s)?(?: (?:{'|'.join(ATTRIBUTES)}))+$", "", head)
+        if thing != head and thing.split()[-1] not in STOP_WORDS:
+            obj.append(thing)
     pair = _pair(clause)
     value_phrases: dict[int, list[str]] = {}
     for n, v, thing in re.findall(
@@ -433,9 +443,15 @@ def _value(rng: random.Random, arg: Arg, unit: str | None = None) -> Any:
     return rng.randint(low, high)
 
 
-def enum_words(rng: random.Random, arg: Arg, value: Any) -> str:
-    """An enum value as said: whole, or by one word no other value has ("flower borders" -> "borders")."""
+def enum_words(rng: random.Random, arg: Arg, value: Any, exact: Iterable[str] = ()) -> str:
+    """An enum value as said: whole, or by one word no other value has ("flower borders" -> "borders").
+
+    A value in ``exact`` (one that names another command too) is said as it is: a synonym of the
+    other command's device ("fan" -> "extractor") would teach the model the other command's words.
+    """
     text = str(value)
+    if text in exact:
+        return text
     if text in NOUNS and rng.random() < 0.3:
         return rng.choice(NOUNS[text])
     words = text.split()
@@ -455,7 +471,7 @@ def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -
         if a.type == "enum":
             # "one zone of the garden", "a room", "one machine" -> the value
             pattern = rf"\b(?:one|a|an|the|each) {re.escape(a.name.lower())}\w*(?: of (?:the|your) \w+)?"
-            said = _the(rng, enum_words(rng, a, v))
+            said = _the(rng, enum_words(rng, a, v, r.clashes))
             text, n = re.subn(pattern, said, text, count=1)
             if not n:
                 text, n = re.subn(r"\bit\b", said, text, count=1)  # "leave it out"
@@ -519,7 +535,7 @@ def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
 def _choose(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     """One choice from a list: start a machine, pick a mode, water a zone."""
     value = _value(rng, arg)
-    said = enum_words(rng, arg, value)
+    said = enum_words(rng, arg, value, r.clashes)
     the = _the(rng, said)
     if rng.random() < 0.3:
         return _fill(r.clause, r, rng, {arg.name: value}), {arg.name: value}
@@ -561,7 +577,7 @@ def _switch(rng: random.Random, r: Reading, place: Arg | None, state: Arg) -> tu
     obj = _object(rng, r)
     if place is None:
         return _boolean_phrase(rng, r, on, obj), args
-    p = enum_words(rng, place, where)
+    p = enum_words(rng, place, where, r.clashes)
     if r.pair and rng.random() < 0.4:
         return _fill(r.pair[0 if on else 1], r, rng, args), args
     verb = rng.choice(ON_VERBS if on else OFF_VERBS)
@@ -583,7 +599,7 @@ def _place_and_number(rng: random.Random, r: Reading, place: Arg, number: Arg) -
     args = {a.name: args[a.name] for a in r.command.args}
     if rng.random() < 0.35:
         return _fill(r.clause, r, rng, args), args
-    p = _the(rng, enum_words(rng, place, args[place.name]))
+    p = _the(rng, enum_words(rng, place, args[place.name], r.clashes))
     n = say_number(rng, number, args[number.name], r)
     verb = _verb(rng, r.verb)
     prep = "for" if unit in TIME_UNITS else "to"
@@ -717,6 +733,38 @@ def _dress(rng: random.Random, text: str, wishes: bool = True) -> str:
     return " ".join(text.split())
 
 
+def _words(text: str) -> set[str]:
+    return {w.removesuffix("'s") for w in re.findall(r"[a-z']+", text.lower())} - STOP_WORDS
+
+
+def own_words(r: Reading) -> set[str]:
+    """The words that name a command: its name's, its object's and its verbs', without its enum values."""
+    values = {w for a in r.command.args for v in a.enum for w in _words(str(v))}
+    verbs = {w for v in VERBS.get(r.verb, [r.verb]) for w in _words(v)}
+    return (_words(" ".join(r.name_words)) | {w for o in r.obj for w in _words(o)} | verbs) - values
+
+
+def find_clashes(readings: list[Reading]) -> None:
+    """Fill each reading's ``clashes``: its enum values that are a word of another command's name."""
+    for r in readings:
+        for a in r.command.args:
+            for v in a.enum:
+                others = [o for o in readings if o is not r and _words(str(v)) & set(o.name_words)]
+                if others:
+                    r.clashes[str(v)] = set().union(*(own_words(o) for o in others))
+
+
+def ambiguous(text: str, args: dict[str, Any], r: Reading) -> bool:
+    """Whether ``text`` says a clashing value of ``r`` with no word of ``r``'s own that the other command
+    lacks: "fan please" could be the extractor fan; "put the oven on fan" cannot."""
+    said = _words(text)
+    for value in args.values():
+        other = r.clashes.get(str(value))
+        if other is not None and not (said & (own_words(r) - other)):
+            return True
+    return False
+
+
 def vocabulary(commands: CommandSet) -> set[str]:
     """Every word of the set: its names, descriptions and enum values (a device it holds is not 'other')."""
     parts = [commands.name, commands.description]
@@ -740,6 +788,7 @@ def generate(commands: CommandSet, per_command: int = 300, seed: int = 0) -> lis
     """About ``per_command`` distinct requests for each command (fewer when a command has fewer phrasings)."""
     rng = random.Random(seed)
     readings = [read_command(c) for c in commands.commands.values() if c.name != commands.unknown]
+    find_clashes(readings)
     makers: list[tuple[Maker, str, Reading | None]] = [(_pattern(r, readings), r.command.name, r) for r in readings]
     actions = makers[:]
     if commands.unknown:
@@ -759,6 +808,8 @@ def generate(commands: CommandSet, per_command: int = 300, seed: int = 0) -> lis
                     other = rng.choice([m for m, n, _ in actions if n != name])
                     text += rng.choice([" and ", " and then ", ", then "]) + other(rng)[0]
             text = _dress(rng, text, wishes=reading is not None)
+            if reading is not None and ambiguous(text, args, reading):
+                continue
             if text.lower() in seen:
                 continue
             seen.add(text.lower())

@@ -94,3 +94,49 @@ def test_hand_written_dev_requests_are_not_generated(name):
     generated = {ex.text.lower() for ex in generate(_set(name), 300, 0)}
     # a short plain order ("compressor off") can coincide; the generator holds nothing longer that people wrote
     assert all(len(text.split()) <= 6 for text in dev & generated), dev & generated
+
+
+# a set of yet another domain where one command's value is another command's name: "heat" is a
+# hob setting and the name of set_heat_lamp
+NEAR = {
+    "name": "bar",
+    "description": "A bar counter: the hob, the heat lamp and the music.",
+    "commands": {
+        "set_hob": {"description": "Choose the hob's setting.", "args": {"setting": {"enum": ["heat", "simmer"]}}},
+        "set_heat_lamp": {
+            "description": "Set the heat lamp brightness: 0 is off, 5 is the brightest.",
+            "args": {"level": {"type": "integer", "minimum": 0, "maximum": 5}},
+        },
+        "unknown": {"description": "Anything else.", "args": {}},
+    },
+}
+
+
+def test_a_value_that_names_another_command_is_said_exactly_and_never_alone():
+    cs = CommandSet.from_dict(NEAR)
+    examples = generate(cs, per_command=120, seed=0)
+    heat = [e.text.lower() for e in examples if e.command == {"command": "set_hob", "args": {"setting": "heat"}}]
+    assert len(heat) > 20
+    # always with a word of the hob command (name, object, verb) that the lamp command lacks: "heat please" is ambiguous
+    assert all(re.search(r"\b(hob|choose|select|setting|switch)", t) for t in heat), [
+        t for t in heat if not re.search(r"\b(hob|choose|select|setting|switch)", t)
+    ]
+    lamp = [e.text.lower() for e in examples if e.command["command"] == "set_heat_lamp"]
+    # the lamp is also named without its attribute: "set the heat lamp to 3", not only "... brightness"
+    assert any("heat lamp" in t and "brightness" not in t for t in lamp)
+
+
+def test_a_clashing_value_gets_no_synonym_of_the_other_commands_device():
+    panel_like = {
+        "name": "p",
+        "commands": {
+            "set_mode": {"description": "Choose the oven's mode.", "args": {"mode": {"enum": ["fan", "grill"]}}},
+            "set_fan_speed": {
+                "description": "Set the extractor fan speed.",
+                "args": {"speed": {"type": "integer", "minimum": 0, "maximum": 3}},
+            },
+        },
+    }
+    examples = generate(CommandSet.from_dict(panel_like), per_command=150, seed=1)
+    fan_mode = [e.text.lower() for e in examples if e.command["args"].get("mode") == "fan"]
+    assert fan_mode and not any(re.search(r"\b(extractor|vent)\b", t) for t in fan_mode)
