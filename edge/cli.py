@@ -642,11 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.serve:
-            # a client that hangs up raises BrokenPipeError in its own handler thread; SIGPIPE's default
-            # action would end the whole server instead
             return run_serve(args)
-        # a closed pipe (edge-run ... | head) is a normal way to stop reading
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         if args.list_devices:
             from .microphone import list_devices
 
@@ -688,6 +684,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (edge-run ... | head): a normal way to stop. Handled here rather than by
+        # SIGPIPE's default action, which would also end a server or a test process calling main();
+        # stdout goes to /dev/null so the interpreter's last flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
