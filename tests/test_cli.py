@@ -132,3 +132,27 @@ def test_chat_answers_and_exits_on_eof(tiny_bundle):
 def test_help_teaches_with_examples(cli):
     r = subprocess.run([sys.executable, "-m", cli, "--help"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "examples:" in r.stdout
+
+
+def test_a_reader_that_stops_early_is_a_normal_end(tiny_bundle):
+    """`edge-run ... | head -c 1`: exit 0 and no traceback, without SIGPIPE's default action."""
+    model = str(tiny_bundle("llama", "fp32"))
+    cmd = [sys.executable, "-c", "import sys; from edge.cli import main; sys.exit(main(sys.argv[1:]))"]
+    args = ["--model", model, "--raw", "--prompt", "Paris is", "--temperature", "0", "-n", "5000"]
+    p = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert p.stdout.read(1)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
+def test_main_leaves_sigpipe_as_it_found_it(tiny_bundle, capsys):
+    """main() called in-process must not make a later broken socket kill the caller (exit 141)."""
+    import signal
+
+    from edge.cli import main
+
+    before = signal.getsignal(signal.SIGPIPE)
+    assert main(["--model", str(tiny_bundle("llama", "fp32")), "--raw", "--prompt", "hi", "-n", "2"]) == 0
+    assert signal.getsignal(signal.SIGPIPE) == before
