@@ -116,6 +116,8 @@ class SpeechRecognizer:
         self._empty = np.zeros((1, layout.num_kv_heads, 0, layout.head_dim), np.float32)
         self._suppress = np.array(self.speech.suppress_ids, np.int64)
         self._begin_suppress = np.array(self.speech.begin_suppress_ids, np.int64)
+        self._prompt: str | None = None
+        self._prompt_ids: list[int] = []
         self.prompt = prompt
 
     @property
@@ -125,18 +127,18 @@ class SpeechRecognizer:
 
     @prompt.setter
     def prompt(self, text: str | None) -> None:
-        self._prompt = text.strip() if text and text.strip() else None
-        self._prompt_ids: list[int] = []
-        if self._prompt is None:
-            return
-        prev = self.tokenizer.token_to_id(PREVIOUS_TEXT)
-        if prev is None:
-            raise BundleError(
-                f"{self.bundle.path}: its tokenizer has no {PREVIOUS_TEXT} token, so it cannot take a prompt",
-                "use a Whisper bundle, or no prompt",
-            )
-        # the end of a long prompt is kept, as Whisper does: the nearest text matters most
-        self._prompt_ids = [prev, *self.tokenizer.encode(" " + self._prompt)[-MAX_PROMPT_TOKENS:]]
+        prompt = text.strip() if text and text.strip() else None
+        ids: list[int] = []
+        if prompt is not None:
+            prev = self.tokenizer.token_to_id(PREVIOUS_TEXT)
+            if prev is None:
+                raise BundleError(
+                    f"{self.bundle.path}: its tokenizer has no {PREVIOUS_TEXT} token, so it cannot take a prompt",
+                    "use a Whisper bundle, or no prompt",
+                )
+            # the end of a long prompt is kept, as Whisper does: the nearest text matters most
+            ids = [prev, *self.tokenizer.encode(" " + prompt)[-MAX_PROMPT_TOKENS:]]
+        self._prompt, self._prompt_ids = prompt, ids
 
     @property
     def sample_rate(self) -> int:

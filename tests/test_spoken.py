@@ -53,14 +53,13 @@ def test_heard_speaks_a_sample_of_each_command_and_labels_the_transcripts():
     assert runs[0] == runs[1]  # the same seed: the same requests, voices and noise
 
 
-def test_speech_prompt_holds_the_sets_words_once_values_whole():
-    prompt = speech_prompt(CommandSet.from_dict(PANEL))
-    words = prompt.rstrip(".").lower().split(", ")
-    assert len(words) == len(set(words))
-    assert {"bake", "grill", "kitchen", "dining room", "temperature", "note"} <= set(words)
-    room = next(a for c in CommandSet.from_dict(PANEL).commands.values() for a in c.args if a.name == "room")
-    assert all(str(v).replace("_", " ") in words for v in room.enum)  # "living room", not "living", "room"
-    assert "the" not in words and "unknown" not in words
+def test_speech_prompt_is_the_sets_descriptions_as_sentences_with_every_value():
+    cs = CommandSet.from_dict(PANEL)
+    prompt = speech_prompt(cs)
+    assert prompt.startswith("A test panel with one of every argument type. Set a temperature.")
+    assert "Choose a mode: bake or grill." in prompt and "Switch a light: kitchen or dining room." in prompt
+    assert "Anything else" not in prompt  # the unknown command is no vocabulary
+    assert prompt.endswith(".") and ".." not in prompt
 
 
 def test_a_recognizer_prompt_needs_the_previous_text_token(whisper_bundle):
@@ -73,6 +72,7 @@ def test_a_recognizer_prompt_needs_the_previous_text_token(whisper_bundle):
     assert recognizer.prompt is None
     with pytest.raises(BundleError, match="startofprev"):
         recognizer.prompt = "oven, bake"
+    assert recognizer.prompt is None  # a refused prompt leaves none behind
 
 
 def test_a_recognizer_prompt_is_prefilled_before_the_start_tokens(whisper_bundle, monkeypatch):
@@ -94,3 +94,18 @@ def test_a_recognizer_prompt_is_prefilled_before_the_start_tokens(whisper_bundle
     recognizer.transcribe(np.zeros(16000, np.float32))
     words = recognizer.tokenizer.encode(" oven, bake")
     assert fed[0] == [prev, *words, *recognizer.speech.start_ids]
+
+
+def test_edge_run_prompts_the_speech_model_with_the_command_sets_words(whisper_bundle, monkeypatch):
+    from argparse import Namespace
+
+    from edge import cli
+    from edge.tokenizer import Tokenizer
+    from edge.transcribe import PREVIOUS_TEXT
+
+    cs = CommandSet.from_dict(PANEL)
+    args = Namespace(asr_model=str(whisper_bundle("int8")), threads=1, audio_context="fit")
+    assert cli._command_recognizer(args, None, cs).prompt is None  # no <|startofprev|>: transcribes unprompted
+    lookup = Tokenizer.token_to_id
+    monkeypatch.setattr(Tokenizer, "token_to_id", lambda self, t: 0 if t == PREVIOUS_TEXT else lookup(self, t))
+    assert cli._command_recognizer(args, None, cs).prompt == speech_prompt(cs)
