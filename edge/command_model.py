@@ -13,7 +13,6 @@ object is validated again before it is returned.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,48 +62,31 @@ def specialised_system(commands: CommandSet) -> str:
     return commands.name or "commands"
 
 
-# words that say nothing about which command is meant, left out of the speech model's prompt
-_FUNCTION_TEXT = (
-    "a an the and or of to in on at for from by with into onto as is are be it its this that these those one "
-    "any all each every some no not was now then than what which who how when where there here their them "
-    "set get make do does up down off out over per via"
-)
-_FUNCTION_WORDS = frozenset(_FUNCTION_TEXT.split())
+def _either(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
 
 
-def speech_prompt(commands: CommandSet, max_words: int = 60) -> str:
+def speech_prompt(commands: CommandSet) -> str:
     """The set's own words as text for the speech model to read first (Whisper's initial prompt).
 
-    Enum values first (the words a command hinges on: "bake", "hallway"), then the content words of
-    the set's description, its commands' names and descriptions, and argument names, each once.
+    Whisper takes the prompt as what was said just before, and carries on in its style: a list of
+    words makes it answer in lists (commas for full stops, words repeated at the end). So the prompt is
+    the set's description and each command's description as sentences, each enum argument's values
+    spelled out after its command ("Choose the oven's cooking mode: bake, grill, fan or defrost.").
     """
-    found: dict[str, None] = {}  # in order
-    seen: set[str] = set()  # words already said, alone or inside a value
 
-    def words(text: str) -> list[str]:
-        return [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]*", text.replace("_", " "))]
+    def sentence(text: str) -> str:
+        text = " ".join(text.split()).rstrip(" .")
+        return text[:1].upper() + text[1:] if text else ""
 
-    def add(text: str) -> None:
-        for w in words(text):
-            w = w.removesuffix("'s")
-            if len(w) > 1 and w not in _FUNCTION_WORDS and w not in seen:
-                found[w] = None
-                seen.add(w)
-
-    wanted = [c for c in commands.commands.values() if c.name != commands.unknown]
-    for c in wanted:
-        for a in c.args:
-            for v in a.enum:  # a value is said whole ("dining room"); its words are not listed again
-                if (phrase := " ".join(words(str(v)))) and phrase not in found:
-                    found[phrase] = None
-                    seen.update(phrase.split())
-    add(commands.description)
-    for c in wanted:
-        add(c.name)
-        add(c.description)
-        for a in c.args:
-            add(a.name)
-    return ", ".join(list(found)[:max_words]).capitalize() + "." if found else ""
+    parts = [sentence(commands.description)]
+    for c in commands.commands.values():
+        if c.name == commands.unknown:
+            continue
+        line = sentence(c.description) or sentence(c.name.replace("_", " "))
+        values = [_either([str(v).replace("_", " ") for v in a.enum]) for a in c.args if a.enum]
+        parts.append(line + (": " + "; ".join(values) if values else ""))
+    return " ".join(f"{p}." for p in parts if p)
 
 
 def request_text(request: str) -> str:
