@@ -2,7 +2,8 @@
 
   python -m benchmarks precisions [--quick]   edge at each export precision, with quality figures
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
-  python -m benchmarks decode [--quick]       edge side by side with the peers
+  python -m benchmarks decode [--quick]       edge side by side with the peers, then Gemma 3 270M
+  python -m benchmarks decode-gemma           Gemma 3 270M alone: edge int4/int8-weight vs llama.cpp, same GGUF
   python -m benchmarks startup [--runs 5]     process start to first token by stage, peak RSS: edge int4 and fp32
   python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
   python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
@@ -20,6 +21,7 @@ to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -35,6 +37,7 @@ from benchmarks.common import (
     _size,
     ensure_bundle,
     interleave,
+    markdown,
     medians,
     write,
 )
@@ -46,7 +49,7 @@ def prompt_ids(bundle: Path) -> list[int]:
     import edge
 
     model = edge.load(bundle)
-    return model.tokenizer.encode(model.format_prompt(PROMPT))
+    return model.encode_prompt(model.format_prompt(PROMPT), 256)  # with the BOS where the model wants one
 
 
 def measure_once(system: str, artifact: Path | str, threads: int, tokens: int, ids: list[int]) -> dict:
@@ -144,6 +147,35 @@ def decode(args) -> None:
     rows = run_matrix(entries, args, ids)
     write("decode", rows, args)
     plot(rows, RESULTS / "decode.png")
+    decode_gemma(args)
+
+
+GEMMA = "gemma3-270m"
+
+
+def decode_gemma(args) -> None:
+    """Gemma 3 270M: edge's gated precisions beside llama.cpp on the same Q4_K_M GGUF -> results/decode-gemma.*"""
+    from export.aliases import alias_path
+    from export.errors import SourceError
+
+    try:
+        gguf, _ = alias_path(GEMMA)
+    except SourceError as e:
+        print(f"not measured: Gemma 3 270M ({e})", file=sys.stderr)
+        return
+    entries = [("edge", p, ensure_bundle(p, GEMMA)) for p in ("int4", "int8-weight")]
+    if importlib.util.find_spec("llama_cpp") is not None:
+        entries.append(("llama.cpp", "q4_k_m", gguf))
+    else:
+        print("peer not set up: llama.cpp for Gemma (llama-cpp-python: benchmarks/README.md)", file=sys.stderr)
+    ids = prompt_ids(entries[0][2])  # <bos> first: both systems get the same ids
+    args.prompt_tokens = len(ids)
+    rows = run_matrix(entries, args, ids)
+    title = (
+        f"{GEMMA} (Q4_K_M GGUF), {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process "
+        f"runs, prompt {args.prompt_tokens} tokens"
+    )
+    write("decode-gemma", rows, args, markdown(rows, title))
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -259,7 +291,8 @@ def main() -> None:
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in (
         ("precisions", "edge at each export precision, with quality figures"),
-        ("decode", "edge side by side with onnxruntime-genai, llama.cpp, optimum, torch"),
+        ("decode", "edge side by side with onnxruntime-genai, llama.cpp, optimum, torch; then Gemma 3 270M"),
+        ("decode-gemma", "Gemma 3 270M only: edge int4 and int8-weight beside llama.cpp on the same GGUF"),
     ):
         c = sub.add_parser(name, help=help_)
         c.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -317,6 +350,7 @@ def main() -> None:
     runners = {
         "precisions": precisions,
         "decode": decode,
+        "decode-gemma": decode_gemma,
         "profile": profile,
         "startup": startup,
         "ablation": ablation,

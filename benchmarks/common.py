@@ -23,13 +23,14 @@ PROMPT = (
 FIELDS = ("decode_tokens_per_s", "prompt_tokens_per_s", "ttft_s", "start_to_first_token_s", "load_s", "peak_rss_mb")
 
 
-def ensure_bundle(precision: str) -> Path:
-    out = BUNDLES / f"{SOURCE}-{precision}"
+def ensure_bundle(precision: str, source: str = SOURCE) -> Path:
+    """The edge bundle of ``source`` (an edge-export alias) at ``precision``, exported on first use."""
+    out = BUNDLES / f"{source}-{precision}"
     if not (out / "edge.json").is_file():
         from export import export_bundle
 
-        print(f"exporting {SOURCE} at {precision} -> {out}", file=sys.stderr)
-        export_bundle(SOURCE, out, precision, force=True)
+        print(f"exporting {source} at {precision} -> {out}", file=sys.stderr)
+        export_bundle(source, out, precision, force=True)
     return out
 
 

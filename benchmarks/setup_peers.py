@@ -2,7 +2,8 @@
 
 Install the peers first (they are not edge dependencies):
   pip install -e '.[export,bench]' onnxruntime-genai   # its model builder gets a venv of its own
-  pip install llama-cpp-python        # compiles llama.cpp: about 10 minutes on 2 cores
+  CMAKE_ARGS="$LLAMA_CPP_CMAKE_ARGS" pip install llama-cpp-python==0.3.36   # compiles llama.cpp, ~10 min on 2 cores
+(LLAMA_CPP_CMAKE_ARGS below: a portable build; `setup` checks that the installed one can eval a prompt.)
 Each step is skipped, with the reason, when its library is missing; existing outputs are kept.
 """
 
@@ -104,9 +105,44 @@ def genai(hf: Path) -> None:
             say(f"genai {precision} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
 
 
+# Issue 18: a fresh build of llama-cpp-python 0.3.36 died with SIGSEGV in eval on any prompt longer
+# than one token, so every llama.cpp row of `decode` read "exit -11" and the table had none. Not
+# reproduced since: built again with its default flags (-march=native: AVX-512 on an AMD EPYC, the
+# llamafile kernels) it evaluates 58-token prompts at 1 and 2 threads. So the setup now probes the
+# installed build in a process of its own and, on a crash, drops the peer and prints this portable
+# build (no -march=native, so a wheel cached by pip cannot carry one machine's instructions to another;
+# AVX2 + FMA; no llamafile), which runs here:
+LLAMA_CPP_VERSION = "0.3.36"
+LLAMA_CPP_CMAKE_ARGS = (
+    "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_LLAMAFILE=OFF"
+)
+INSTALL_LLAMA_CPP = (
+    f'CMAKE_ARGS="{LLAMA_CPP_CMAKE_ARGS}" pip install --force-reinstall --no-cache-dir '
+    f"llama-cpp-python=={LLAMA_CPP_VERSION}"
+)
+# a multi-token prompt through eval, in a process of its own: a crash there must not end the setup
+_PROBE = """
+import sys
+from llama_cpp import Llama
+llm = Llama(sys.argv[1], n_threads=1, n_ctx=128, verbose=False)
+ids = llm.tokenize(b"The capital of France is", add_bos=True)
+next(llm.generate(ids, top_k=1, temp=0.0, reset=True))
+print("ok")
+"""
+
+
+def llama_cpp_works(gguf: Path) -> str | None:
+    """None when llama-cpp-python decodes a multi-token prompt of ``gguf``; else what went wrong and the fix."""
+    r = subprocess.run([sys.executable, "-c", _PROBE, str(gguf)], capture_output=True, text=True, timeout=300)
+    if r.returncode == 0 and r.stdout.strip().endswith("ok"):
+        return None
+    how = f"signal {-r.returncode}" if r.returncode < 0 else f"exit {r.returncode}"
+    return f"llama-cpp-python crashed decoding a 6-token prompt ({how}); rebuild it: {INSTALL_LLAMA_CPP}"
+
+
 def llama_cpp() -> None:
     if importlib.util.find_spec("llama_cpp") is None:
-        say("skip llama.cpp: llama-cpp-python not installed (pip install llama-cpp-python)")
+        say(f"skip llama.cpp: llama-cpp-python not installed ({INSTALL_LLAMA_CPP})")
         return
     import llama_cpp
 
@@ -116,6 +152,11 @@ def llama_cpp() -> None:
     q41 = PEERS_DIR / source.name
     if not q41.exists():
         shutil.copy2(source, q41)
+    if why := llama_cpp_works(q41):
+        say(f"llama.cpp: {why}")
+        q41.unlink()  # `decode` would otherwise time a crash
+        return
+    say(f"llama.cpp {llama_cpp.__version__}: decodes a multi-token prompt")
     for name, ftype in (("Q8_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0), ("Q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0)):
         out = PEERS_DIR / source.name.replace("Q4_1", name)
         if out.exists():
