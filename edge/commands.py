@@ -75,9 +75,11 @@ class Arg:
         if self.type == "enum":
             return "one of " + ", ".join(json.dumps(v) for v in self.enum)
         if self.type in ("integer", "number") and (self.minimum is not None or self.maximum is not None):
-            low = "" if self.minimum is None else _num(self.minimum)
-            high = "" if self.maximum is None else _num(self.maximum)
-            return f"{self.type} {low}-{high}"
+            if self.maximum is None:
+                return f"{self.type} at least {_num(self.minimum)}"
+            if self.minimum is None:
+                return f"{self.type} at most {_num(self.maximum)}"
+            return f"{self.type} {_num(self.minimum)}-{_num(self.maximum)}"
         if self.type == "string":
             return f"text, at most {self.max_length} characters"
         return self.type
@@ -90,7 +92,8 @@ class Arg:
             return True
         if self.type == "string":
             return "note"
-        low = self.minimum if self.minimum is not None else 0
+        # one bound alone: a value 5 inside it (a maximum of -1 makes 0 invalid)
+        low = self.minimum if self.minimum is not None else 0 if self.maximum is None else min(0, self.maximum - 10)
         high = self.maximum if self.maximum is not None else low + 10
         mid = low + (high - low) / 2
         return int(mid) if self.type == "integer" else mid
