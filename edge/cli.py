@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -657,11 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         if args.serve:
-            # a client that hangs up raises BrokenPipeError in its own handler thread; SIGPIPE's default
-            # action would end the whole server instead
             return run_serve(args)
-        # a closed pipe (edge-run ... | head) is a normal way to stop reading
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         if args.list_devices:
             from .microphone import list_devices
 
@@ -703,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (edge-run ... | head): a normal way to stop. Handled here rather than by
+        # SIGPIPE's default action, which would also end a server or a test process calling main();
+        # stdout goes to /dev/null so the interpreter's last flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
