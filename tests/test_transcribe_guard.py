@@ -55,6 +55,7 @@ def test_the_decode_loop_cuts_where_the_guard_says(monkeypatch):
         speech = type("S", (), {"start_ids": [0], "end_id": 9})()
         _suppress = np.array([], np.int64)
         _begin_suppress = np.array([], np.int64)
+        _prompt_ids: list[int] = []  # no initial prompt
         tokenizer = type("T", (), {"decode": staticmethod(lambda ids: "".join(vocab[i] for i in ids))})()
 
         def __init__(self):
