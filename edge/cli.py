@@ -443,8 +443,9 @@ def _speech_path(args, text) -> str | Path:
 
 
 def _command_recognizer(args, text, command_set):
-    """The speech model for spoken commands, first reading the set's own words (Whisper's prompt): on the
-    spoken dev requests of three sets, commands right went up 10-15 points (python -m benchmarks commands)."""
+    """The speech model for spoken commands, first reading the set's own words (Whisper's prompt). Specialised
+    int4, commands right (python -m benchmarks commands --audio): reference set +10 (Piper) and +15 (espeak-ng)
+    points; garden set -4 (Piper) and +8 (espeak-ng)."""
     from contextlib import suppress
 
     from .command_model import speech_prompt
