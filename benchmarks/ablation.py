@@ -208,8 +208,8 @@ def time_steps(decoders: dict, prompt: list[int], rounds: int, per_round: int = 
 
 def run(int4: Path, fp32: Path, prompt: list[int], rounds: int = 20) -> list[dict]:
     from edge.bundle import open_bundle
-    from edge.decoder import OnnxDecoder
-    from edge.tokenizer import Tokenizer
+    from edge.text.decoder import OnnxDecoder
+    from edge.text.tokenizer import Tokenizer
     from export import calibrate, verify
     from export.graph import save_model
 

@@ -72,7 +72,7 @@ def _piper_voice():
 
 
 def _synthesize_piper(voice, text: str, out: Path, tmp: Path) -> None:
-    from edge.audio import load_audio
+    from edge.speech.audio import load_audio
 
     with wave.open(str(tmp), "wb") as f:
         voice.synthesize_wav(text, f)
@@ -131,7 +131,7 @@ def synthesize(voice: str, lines: list[str], name: str | None = None) -> list[Pa
 
 def speech_span(path: Path) -> tuple[int, int]:
     """First and one-past-last sample louder than SPEECH_LEVEL: the TTS pads its output with near-silence."""
-    from edge.audio import load_audio
+    from edge.speech.audio import load_audio
 
     loud = np.flatnonzero(np.abs(load_audio(path)) > SPEECH_LEVEL)
     return (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, 0)

@@ -3,7 +3,7 @@
 ``python -m benchmarks.asr_prompt`` transcribes every command set's spoken dev requests (the clips of
 ``python -m benchmarks commands --audio``: Piper and espeak-ng, cached in ``benchmarks/.audio``) with the
 whisper-tiny.en int8 bundle four ways: no prompt, and prompted with each set's words
-(:func:`edge.command_model.speech_prompt`). A set's own words measure the gain; another set's words
+(:func:`edge.commands.command_model.speech_prompt`). A set's own words measure the gain; another set's words
 measure the harm on speech the prompt was not written for. WER after Whisper's English normalizer,
 corpus-wide per (set, voice, prompt); decoding is greedy, so one run. Writes results/asr-prompt.{json,md}.
 """
@@ -39,9 +39,9 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 def main() -> None:
     import edge
     from benchmarks.asr import _missing_tools
-    from edge.audio import load_audio
-    from edge.command_model import speech_prompt
-    from edge.commands import CommandSet
+    from edge.commands.command_model import speech_prompt
+    from edge.commands.command_set import CommandSet
+    from edge.speech.audio import load_audio
 
     recognizer = edge.load(str(ensure_bundle("int8")), threads=1)
     sets = {name: CommandSet.from_file(path) for name, (path, _) in command_sets().items()}

@@ -72,8 +72,8 @@ def stream_latency(case: dict, transcribe: Transcribe, detector) -> dict:
     stream time from the true end of speech to the capture of the block that completed the utterance; the
     wall time of that block's VAD step and of transcribing the emitted audio come on top.
     """
-    from edge.audio import load_audio
-    from edge.vad import UtteranceSegmenter
+    from edge.speech.audio import load_audio
+    from edge.speech.vad import UtteranceSegmenter
 
     audio = load_audio(case["wav"])
     lead, tail = np.zeros(int(LEAD_S * RATE), np.float32), np.zeros(int(TAIL_S * RATE), np.float32)
@@ -103,7 +103,7 @@ def stream_latency(case: dict, transcribe: Transcribe, detector) -> dict:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    from edge.audio import load_audio  # numpy only
+    from edge.speech.audio import load_audio  # numpy only
     from edge.system import peak_rss_mb
 
     clips = [load_audio(p) for p in spec["wavs"]]
@@ -114,7 +114,7 @@ def main() -> None:
     audio_s = sum(len(c) for c in clips) / RATE
     peak_rss = peak_rss_mb()  # before the VAD is loaded: the recognizer alone
 
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.vad import VoiceActivityDetector
 
     detector = VoiceActivityDetector(spec["vad"])
     cases = [stream_latency(case, transcribe, detector) for case in spec["latency"]]

@@ -72,7 +72,7 @@ def silence(seconds: float) -> np.ndarray:
 
 def espeak(text: str, voice: str = "en-us", speed: int = 160) -> np.ndarray:
     """``text`` spoken by espeak-ng, float32 16 kHz, its own leading and trailing silence trimmed."""
-    from edge.audio import load_audio
+    from edge.speech.audio import load_audio
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "speech.wav"
@@ -81,8 +81,8 @@ def espeak(text: str, voice: str = "en-us", speed: int = 160) -> np.ndarray:
 
 
 def piper(text: str, speaker) -> np.ndarray:
-    """``text`` spoken by an edge.speak.Speaker (Piper), resampled to 16 kHz and trimmed."""
-    from edge.audio import resample
+    """``text`` spoken by an edge.speech.speak.Speaker (Piper), resampled to 16 kHz and trimmed."""
+    from edge.speech.audio import resample
 
     audio, rate = speaker.synthesize(text)
     return trim(resample(audio.astype(np.float32) / 32768.0, rate, RATE))
@@ -165,8 +165,8 @@ def load_parts(whisper: str | None, text: str | None, threads: int = 1):
     """The models the assistant runs on: recognizer, command model, answerer, VAD path."""
     import edge
     from edge.assistant import Answerer
-    from edge.command_model import CommandModel
-    from edge.commands import CommandSet
+    from edge.commands.command_model import CommandModel
+    from edge.commands.command_set import CommandSet
 
     if whisper is None:
         from edge.bundle import SPEECH_RECOGNITION
@@ -185,7 +185,7 @@ def make_voice():
     from edge.errors import EdgeError
 
     try:
-        from edge.speak import Speaker
+        from edge.speech.speak import Speaker
 
         speaker = Speaker()
     except EdgeError:
@@ -205,7 +205,7 @@ def percentile(values: list[float], q: float) -> float:
 def run(args) -> None:
     """Build the sessions, run them, write results/assistant.{json,md}."""
     from edge.assistant import Assistant, Endpointing
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.vad import VoiceActivityDetector
     from edge.wakeword import load_wake_word
 
     if shutil.which("espeak-ng") is None:

@@ -1,6 +1,6 @@
 """The baseline an engineer would try first: match a request to the nearest example phrasing, then pull out args.
 
-Phrasings come from the command set alone: ``edge.command_model.examples``, each command's description and name
+Phrasings come from the command set alone: ``edge.commands.command_model.examples``, each command's description and name
 words, and one phrasing per enum value and per boolean value. Similarity is TF-IDF cosine over word unigrams and
 bigrams. Args are extracted with rules: enum values found in the text, the first number (digits or number words),
 on/off words for booleans. Below THRESHOLD, or with an argument missing, the answer is ``unknown``.
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.command_model import examples
-from edge.commands import Arg, Command, CommandSet
+from edge.commands.command_model import examples
+from edge.commands.command_set import Arg, Command, CommandSet
 
 THRESHOLD = 0.2
 ON_WORDS = {"on", "enable"}

@@ -27,8 +27,8 @@ import numpy as np
 from benchmarks.commands_worker import BASELINE, SPECIALISED
 from benchmarks.common import HERE, RESULTS, ensure_bundle, interleave, write
 from edge.bundle import MANIFEST, REPORT_FILE, read_manifest
-from edge.command_model import examples, speech_prompt
-from edge.commands import CommandSet, InvalidCommand
+from edge.commands.command_model import examples, speech_prompt
+from edge.commands.command_set import CommandSet, InvalidCommand
 
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "commands"
@@ -38,7 +38,7 @@ COMMAND_SET = SHARED / "appliance-panel.json"
 # reference set, and sets of other domains written for this benchmark
 SET_FOLDERS = (SHARED, HERE / "commands")
 VOICES = ("piper", "espeak")
-# "+vocab": the recognizer first reads the set's own words (edge.command_model.speech_prompt)
+# "+vocab": the recognizer first reads the set's own words (edge.commands.command_model.speech_prompt)
 VOCAB = "+vocab"
 INPUTS = ("text", *(f"audio-{v}{p}" for v in VOICES for p in ("", VOCAB)))
 NO_PRECISION = "-"  # the baseline has no model

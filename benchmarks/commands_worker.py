@@ -25,7 +25,7 @@ Parser = Callable[[str], dict]
 def load_edge(spec: dict, cs) -> tuple[Parser, list[int]]:
     """The edge command model, and a counter of its decoder calls (prefill and steps alike)."""
     import edge
-    from edge.command_model import CommandModel
+    from edge.commands.command_model import CommandModel
 
     model = CommandModel(edge.load(spec["bundle"], threads=1), cs)
     calls = [0]
@@ -72,7 +72,7 @@ def run_one(item: Any, parse: Parser, calls: list[int], transcribe: Callable[[An
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    from edge.commands import CommandSet
+    from edge.commands.command_set import CommandSet
     from edge.system import peak_rss_mb
 
     cs = CommandSet.from_file(spec["commands"])
@@ -82,7 +82,7 @@ def main() -> None:
     load_s = time.perf_counter() - start
     items = [spec["warmup"], *spec["inputs"]]
     if transcribe:  # read the clips before timing: the timings are the recognizer's, not the disk's
-        from edge.audio import load_audio
+        from edge.speech.audio import load_audio
 
         items = [load_audio(p) for p in items]
     run_one(items[0], parse, calls, transcribe)

@@ -20,8 +20,8 @@ Runner = Callable[[str, list[int], int, int], tuple[float, Iterator[float]]]
 
 def run_edge(artifact: str, ids: list[int], threads: int, tokens: int):
     import edge
-    from edge.generate import generate
-    from edge.sampling import Sampler, SamplingOptions
+    from edge.text.generate import generate
+    from edge.text.sampling import Sampler, SamplingOptions
 
     start = time.perf_counter()
     model = edge.load(artifact, threads=threads)

@@ -58,22 +58,22 @@ def summarize(trace: list[dict], prompt_runs: int = 1) -> dict:
 
 
 def profile_edge(bundle: str, ids: list[int], tokens: int, prefix: str) -> str:
-    import edge.decoder
+    import edge.text.decoder
     from edge.bundle import open_bundle
-    from edge.generate import generate
-    from edge.sampling import Sampler, SamplingOptions
+    from edge.text.generate import generate
+    from edge.text.sampling import Sampler, SamplingOptions
 
-    options = edge.decoder.session_options
+    options = edge.text.decoder.session_options
 
     def profiled(threads, prepack=True):
         so = options(threads, prepack)
         so.enable_profiling, so.profile_file_prefix = True, prefix
         return so
 
-    edge.decoder.session_options = profiled
+    edge.text.decoder.session_options = profiled
     b = open_bundle(Path(bundle))
     prepack = b.manifest.precision != "fp32"
-    decoder = edge.decoder.OnnxDecoder(b.model_path, b.manifest.kv_cache, threads=1, prepack=prepack)
+    decoder = edge.text.decoder.OnnxDecoder(b.model_path, b.manifest.kv_cache, threads=1, prepack=prepack)
     greedy = Sampler(SamplingOptions(temperature=0))
     for _ in generate(decoder, ids, greedy, tokens, set(), b.manifest.context_length):
         pass

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 import edge
-from edge.sampling import SamplingOptions
 from edge.system import open_files, rss_mb
+from edge.text.sampling import SamplingOptions
 
 CHUNK_TOKENS = 250
 PROMPT = "Tell me about the kitchen."

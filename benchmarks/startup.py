@@ -50,9 +50,9 @@ def worker(bundle_dir: str, variant: str, threads: int, ids: list[int], spawned:
     import tokenizers  # noqa: F401
 
     from edge.bundle import open_bundle
-    from edge.decoder import OnnxDecoder
-    from edge.sampling import Sampler, SamplingOptions
-    from edge.tokenizer import Tokenizer
+    from edge.text.decoder import OnnxDecoder
+    from edge.text.sampling import Sampler, SamplingOptions
+    from edge.text.tokenizer import Tokenizer
 
     stamps["imports"] = time.time()
     bundle = open_bundle(bundle_dir)
@@ -98,7 +98,7 @@ def tokenizer_source(bundle, variant: str) -> Path:
     """The file the variant's tokenizer is read from."""
     from edge.bundle import TOKENIZER_FILE
     from edge.paths import cache_dir
-    from edge.tokenizer import compact_path
+    from edge.text.tokenizer import compact_path
 
     if variant == "bundle-tokenizer":
         return bundle.tokenizer_path
@@ -115,7 +115,7 @@ def build_prepacked(bundle_dir: Path) -> Path:
     """Save the bundle's optimized graph with its repacked weights in an external data file, once."""
     import onnxruntime as ort
 
-    from edge.decoder import session_options
+    from edge.text.decoder import session_options
 
     out = prepacked_dir(bundle_dir)
     if (out / "model.onnx").is_file():
@@ -200,7 +200,7 @@ def interleaved(keys: list[tuple], runs: int, measure) -> dict[tuple, list[dict]
 def run(args, bundles: dict[str, Path], ids: list[int]) -> None:
     """Measure ``args.variants`` of each bundle ({precision: folder}) at ``args.threads``; write results/startup.*."""
     from edge.bundle import open_bundle
-    from edge.tokenizer import Tokenizer
+    from edge.text.tokenizer import Tokenizer
 
     keys = []
     for precision, folder in bundles.items():

@@ -44,7 +44,7 @@ HIT_WINDOW_S = 1.0  # a detection up to this long after the phrase ends counts
 def speakers(with_piper: bool):
     out = [(f"espeak {v} {s}", lambda t, v=v, s=s: espeak(t, v, s)) for v, s in TUNING_VOICES]
     if with_piper:
-        from edge.speak import Speaker
+        from edge.speech.speak import Speaker
 
         speaker = Speaker()
         out.append(("piper joe", lambda t: piper(t, speaker)))

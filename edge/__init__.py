@@ -25,12 +25,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .command_model import CommandModel
-    from .commands import CommandSet
-    from .model import TextModel
-    from .transcribe import SpeechRecognizer
+    from edge.commands.command_model import CommandModel
+    from edge.commands.command_set import CommandSet
+    from edge.speech.transcribe import SpeechRecognizer
+    from edge.text.model import TextModel
 
-from .errors import BundleError, EdgeError
+from edge.errors import BundleError, EdgeError
 
 
 def load(path=None, *, threads: int | None = None, **options) -> TextModel | SpeechRecognizer:
@@ -41,41 +41,41 @@ def load(path=None, *, threads: int | None = None, **options) -> TextModel | Spe
     for text, ``audio_context`` for speech (which runs on the CPU).
     """
     # onnxruntime is imported here, not at ``import edge``, so the package imports in milliseconds
-    from .bundle import SPEECH_RECOGNITION, open_bundle
-    from .cache import default_bundle
+    from edge.bundle import SPEECH_RECOGNITION, open_bundle
+    from edge.cache import default_bundle
 
     bundle = open_bundle(default_bundle() if path is None else path)
     if bundle.manifest.task == SPEECH_RECOGNITION:
-        from .transcribe import SpeechRecognizer
+        from edge.speech.transcribe import SpeechRecognizer
 
         if options.pop("provider", "cpu") != "cpu":
             raise EdgeError(f"{bundle.path}: speech bundles run on the CPU only", "drop provider, or pass 'cpu'")
 
         return SpeechRecognizer(bundle, threads=threads, **options)
-    from .model import TextModel
+    from edge.text.model import TextModel
 
     return TextModel(bundle, threads=threads, **options)
 
 
 def __getattr__(name: str):
     if name == "SamplingOptions":
-        from .sampling import SamplingOptions
+        from edge.text.sampling import SamplingOptions
 
         return SamplingOptions
     if name == "TextModel":
-        from .model import TextModel
+        from edge.text.model import TextModel
 
         return TextModel
     if name == "CommandModel":
-        from .command_model import CommandModel
+        from edge.commands.command_model import CommandModel
 
         return CommandModel
     if name == "CommandSet":
-        from .commands import CommandSet
+        from edge.commands.command_set import CommandSet
 
         return CommandSet
     if name == "SpeechRecognizer":
-        from .transcribe import SpeechRecognizer
+        from edge.speech.transcribe import SpeechRecognizer
 
         return SpeechRecognizer
     raise AttributeError(f"module 'edge' has no attribute {name!r}")

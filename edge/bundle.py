@@ -19,10 +19,10 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from .errors import BundleError
-from .files import atomic_write_json, sha256_file
-from .jsonio import JsonInputError, read_json_file
-from .paths import cache_dir
+from edge.errors import BundleError
+from edge.files import atomic_write_json, sha256_file
+from edge.jsonio import JsonInputError, read_json_file
+from edge.paths import cache_dir
 
 FORMAT_VERSION = 1
 MANIFEST = "edge.json"
@@ -442,7 +442,7 @@ def check_graph_files(folder: Path, manifest: Manifest) -> None:
     Runs before onnxruntime opens anything: every external-data location each ``.onnx`` file names
     must be a plain file of the bundle that the manifest lists (and so checksums).
     """
-    from .onnx_files import ProtobufError, external_data_locations
+    from edge.onnx_files import ProtobufError, external_data_locations
 
     root = folder.resolve()
     for name in manifest.files:

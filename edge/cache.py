@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .bundle import MANIFEST, SPEECH_RECOGNITION, TEXT_GENERATION, Manifest, open_bundle
-from .errors import EdgeError
-from .files import atomic_write_json
-from .paths import cache_dir
+from edge.bundle import MANIFEST, SPEECH_RECOGNITION, TEXT_GENERATION, Manifest, open_bundle
+from edge.errors import EdgeError
+from edge.files import atomic_write_json
+from edge.paths import cache_dir
 
 DEFAULT_SOURCE = "smollm2-135m"
 # Chosen by measurement (README "Choosing a precision", `python -m benchmarks precisions`):

@@ -12,13 +12,20 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundle import MAX_CONTEXT, MAX_VOCAB, SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
-from .cache import DEFAULT_SOURCE, DEFAULT_SPEECH_SOURCE, DEFAULTS, build_command, default_bundle, default_bundle_dir
-from .errors import EdgeError
-from .system import peak_rss_mb
+from edge.bundle import MAX_CONTEXT, MAX_VOCAB, SPEECH_RECOGNITION, TEXT_GENERATION, open_bundle
+from edge.cache import (
+    DEFAULT_SOURCE,
+    DEFAULT_SPEECH_SOURCE,
+    DEFAULTS,
+    build_command,
+    default_bundle,
+    default_bundle_dir,
+)
+from edge.errors import EdgeError
+from edge.system import peak_rss_mb
 
 if TYPE_CHECKING:
-    from .transcribe import Transcript
+    from edge.speech.transcribe import Transcript
 
 EPILOG = f"""\
 examples:
@@ -94,7 +101,7 @@ def argv_text(text: str) -> str:
 
 
 def _wake_choices() -> str:
-    from .wakeword import wake_word_names
+    from edge.wakeword import wake_word_names
 
     names = wake_word_names()
     return (
@@ -271,7 +278,7 @@ def _default_model_path(task: str) -> Path:
 
 
 def _sampling(args):
-    from .sampling import SamplingOptions
+    from edge.text.sampling import SamplingOptions
 
     opts = SamplingOptions(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
     try:
@@ -310,7 +317,7 @@ def read_requests(stream, limit: int = MAX_REQUEST_BYTES) -> Iterator[str]:
 
 
 def run_prompt(model, args) -> int:
-    from .generate import GenerationStats
+    from edge.text.generate import GenerationStats
 
     prompt = args.prompt if args.prompt is not None else _read_stdin()
     stats = GenerationStats()
@@ -403,7 +410,7 @@ def transcripts(recognizer, args) -> Iterator[tuple[Transcript, dict]]:
         for file in args.audio:
             yield recognizer.transcribe_file(file), {"file": file}
         return
-    from .microphone import listen
+    from edge.speech.microphone import listen
 
     if recognizer.bundle.vad_path is None:
         raise EdgeError(
@@ -425,14 +432,14 @@ def run_speech(recognizer, args) -> int:
 
 
 def _recognizer(bundle, args):
-    from .transcribe import SpeechRecognizer
+    from edge.speech.transcribe import SpeechRecognizer
 
     return SpeechRecognizer(bundle, threads=args.threads, audio_context=args.audio_context)
 
 
 def _speech_path(args, text) -> str | Path:
     """--asr-model, else the speech bundle the text bundle was trained on the transcripts of, else the default."""
-    from .command_model import paired_speech_model
+    from edge.commands.command_model import paired_speech_model
 
     if args.asr_model:
         return args.asr_model
@@ -448,8 +455,8 @@ def _command_recognizer(args, text, command_set):
     points; garden set -4 (Piper) and +8 (espeak-ng)."""
     from contextlib import suppress
 
-    from .command_model import speech_prompt
-    from .errors import BundleError
+    from edge.commands.command_model import speech_prompt
+    from edge.errors import BundleError
 
     recognizer = _recognizer(_open(_speech_path(args, text), SPEECH_RECOGNITION, "--asr-model"), args)
     if command_set is not None:
@@ -461,7 +468,7 @@ def _command_recognizer(args, text, command_set):
 def _text_and_commands(args):
     """The text bundle (--model, else the default) and the command set: --commands, else a specialised
     bundle's own, else None."""
-    from .commands import CommandSet
+    from edge.commands.command_set import CommandSet
 
     text = _open(args.model or _default_model_path(TEXT_GENERATION), TEXT_GENERATION, "--model")
     commands_file = args.commands or text.commands_path
@@ -470,12 +477,12 @@ def _text_and_commands(args):
 
 def run_serve(args) -> int:
     """--serve: load the models the flags name, then serve until interrupted."""
-    from .model import TextModel
-    from .server import serve
+    from edge.serve.server import serve
+    from edge.text.model import TextModel
 
     wake = None
     if args.assistant:
-        from .wakeword import load_wake_word
+        from edge.wakeword import load_wake_word
 
         wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
     text, command_set = _text_and_commands(args)
@@ -497,9 +504,9 @@ def run_serve(args) -> int:
 
         def beside(server) -> None:
             # the server's own recognizer and command model, called through its worker: one model call at a time
-            from .assistant import Answerer, Assistant
-            from .assistant.beside_server import start
-            from .vad import VoiceActivityDetector
+            from edge.assistant import Answerer, Assistant
+            from edge.assistant.beside_server import start
+            from edge.speech.vad import VoiceActivityDetector
 
             app = server.app
             vad = VoiceActivityDetector(recognizer.bundle.vad_path)
@@ -522,8 +529,8 @@ def run_serve(args) -> int:
 
 def run_commands(args) -> int:
     """--commands (or a specialised bundle): requests (typed, piped, spoken) -> one validated JSON command per line."""
-    from .command_model import CommandModel
-    from .model import TextModel
+    from edge.commands.command_model import CommandModel
+    from edge.text.model import TextModel
 
     text, command_set = _text_and_commands(args)
     recognizer = None
@@ -539,7 +546,7 @@ def run_commands(args) -> int:
         )
     speaker = None
     if args.speak:
-        from .speak import Speaker
+        from edge.speech.speak import Speaker
 
         speaker = Speaker()
 
@@ -550,7 +557,7 @@ def run_commands(args) -> int:
             row |= {"latency_s": round(result.latency_s, 4), "model_calls": result.stats.decode_steps + 1}
         print(json.dumps(row, ensure_ascii=False), flush=True)
         if speaker is not None:
-            from .speak import confirmation
+            from edge.speech.speak import confirmation
 
             speaker.say(confirmation(result.command))
 
@@ -568,11 +575,11 @@ def run_commands(args) -> int:
 
 def run_assistant(args) -> int:
     """--assistant: the hands-free loop over the microphone (or --audio WAV), one line per event."""
-    from .assistant import Answerer, Assistant
-    from .command_model import CommandModel
-    from .model import TextModel
-    from .vad import VoiceActivityDetector
-    from .wakeword import load_wake_word
+    from edge.assistant import Answerer, Assistant
+    from edge.commands.command_model import CommandModel
+    from edge.speech.vad import VoiceActivityDetector
+    from edge.text.model import TextModel
+    from edge.wakeword import load_wake_word
 
     if args.audio and len(args.audio) > 1:
         raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
@@ -623,15 +630,15 @@ def _assistant_voice(args):
     """The voice that speaks replies, or None with --no-speak or over a recording (faster than speech)."""
     if args.no_speak or args.audio:
         return None
-    from .assistant import Voice
-    from .speak import Speaker
+    from edge.assistant import Voice
+    from edge.speech.speak import Speaker
 
     return Voice(Speaker(), device=args.device)
 
 
 def _assistant_blocks(args, wake):
     """The assistant's audio: --audio WAV, else the microphone (saying what to say)."""
-    from .assistant import file_blocks, microphone_blocks
+    from edge.assistant import file_blocks, microphone_blocks
 
     if args.audio:
         return file_blocks(args.audio[0])
@@ -659,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             return run_serve(args)
         if args.list_devices:
-            from .microphone import list_devices
+            from edge.speech.microphone import list_devices
 
             print(list_devices())
             return 0
@@ -676,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EdgeError(f"{bundle.path} is a {task} bundle", f"use it with {wanted}, or pass another --model")
         if task == SPEECH_RECOGNITION:
             return run_speech(_recognizer(bundle, args), args)
-        from .model import TextModel
+        from edge.text.model import TextModel
 
         model = TextModel(bundle, threads=args.threads, max_context=args.max_context, provider=args.provider)
         if args.debug:

@@ -86,7 +86,7 @@ def input_hessians(
     temporary model sits beside the original and hard-links its external data file (onnxruntime
     refuses data outside the model's folder, symbolic links included).
     """
-    from edge.decoder import OnnxDecoder
+    from edge.text.decoder import OnnxDecoder
 
     model = onnx.load(str(fp32_path), load_external_data=False)
     inputs = _matmul_inputs(model)

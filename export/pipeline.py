@@ -30,7 +30,7 @@ from edge.bundle import (
 )
 from edge.cache import DEFAULT_PRECISIONS, DEFAULTS, default_bundle_dir, record_default
 from edge.files import atomic_write_json
-from edge.tokenizer import Tokenizer
+from edge.text.tokenizer import Tokenizer
 
 from . import chat_template, optimum_graph, sources, speech, verify
 from .errors import ExportError, QualityGateError

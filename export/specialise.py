@@ -7,7 +7,7 @@ The steps, each reproducible from the recipe's seed:
    there) on ``prompt -> command JSON``, with the loss on the answer tokens only.
 3. The tuned model goes through the ordinary export: fp32 graph checked against it, quantized,
    verified. The bundle carries the command set (``commands.json``) and the recipe, and the
-   runtime prompts it exactly as it was trained (:func:`edge.command_model.specialised_system`).
+   runtime prompts it exactly as it was trained (:func:`edge.commands.command_model.specialised_system`).
 4. The written bundle maps the held-out requests with edge's own runtime; the accuracy goes in
    the manifest.
 
@@ -31,10 +31,10 @@ from typing import Any
 
 from edge.bundle import COMMANDS_FILE, ChatTemplate, CommandsInfo
 from edge.cache import cache_dir
-from edge.command_model import answer, request_text, specialised_system
-from edge.commands import CommandSet
+from edge.commands.command_model import answer, request_text, specialised_system
+from edge.commands.command_set import CommandSet
 from edge.files import atomic_write_bytes, atomic_write_json, sha256_file
-from edge.tokenizer import Tokenizer
+from edge.text.tokenizer import Tokenizer
 
 from .progress import Progress
 from .utterances import Example, generate, split
@@ -335,7 +335,7 @@ class Specialisation:
     def hear(self, train: list[Example], stages: Progress) -> tuple[list[Example], dict[str, Any]]:
         """Training requests spoken by varied voices and transcribed by the speech model, and its record."""
         from edge.bundle import MANIFEST
-        from edge.transcribe import load
+        from edge.speech.transcribe import load
 
         from .pipeline import ExportError
         from .spoken import heard, missing_tools
@@ -371,8 +371,8 @@ class Specialisation:
     def check(self, bundle_dir: Path, stages: Progress) -> dict[str, Any]:
         """Map the held-out requests with edge's runtime on the written bundle; return the accuracy."""
         from edge.bundle import open_bundle
-        from edge.command_model import CommandModel
-        from edge.model import TextModel
+        from edge.commands.command_model import CommandModel
+        from edge.text.model import TextModel
 
         bundle = open_bundle(bundle_dir)
         parser = CommandModel(TextModel(bundle), CommandSet.from_file(bundle.commands_path))

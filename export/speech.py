@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edge.audio import load_audio, log_mel_spectrogram, pad_or_trim
 from edge.bundle import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -30,9 +29,10 @@ from edge.bundle import (
     SpeechConfig,
     Tokens,
 )
-from edge.tokenizer import Tokenizer
-from edge.transcribe import SpeechRecognizer
-from edge.vad import packaged_vad_path
+from edge.speech.audio import load_audio, log_mel_spectrogram, pad_or_trim
+from edge.speech.transcribe import SpeechRecognizer
+from edge.speech.vad import packaged_vad_path
+from edge.text.tokenizer import Tokenizer
 
 from . import ct2, verify
 from .graph import save_model

@@ -69,7 +69,7 @@ def missing_tools() -> str | None:
 
 def speak(text: str, voice: Voice, rate: int, rng: random.Random) -> np.ndarray:
     """``text`` spoken by ``voice``: float32 mono at ``rate`` Hz."""
-    from edge.audio import SAMPLE_RATE, decode_audio, resample
+    from edge.speech.audio import SAMPLE_RATE, decode_audio, resample
 
     cmd = ["espeak-ng", "-v", f"{voice.accent}+{voice.variant}", "-s", str(voice.speed), "-p", str(voice.pitch)]
     wav = subprocess.run([*cmd, "--stdout", text], check=True, capture_output=True).stdout

@@ -22,7 +22,7 @@ polite and curt, fillers ("um", "ok so"), wake words, indirect wishes ("I'd like
 situations that imply the command ("it's too dark in the hall"), with and without punctuation. Requests no
 command serves (general questions, errands, devices the set does not hold) become the set's ``unknown``.
 
->>> from edge.commands import CommandSet
+>>> from edge.commands.command_set import CommandSet
 >>> data = generate(CommandSet.from_file("garden-irrigation.json"), per_command=300, seed=0)
 >>> data[0]
 Example(text='could you water the back lawn for 25 minutes?', command={'command': 'water_zone', ...})
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.commands import Arg, Command, CommandSet
+from edge.commands.command_set import Arg, Command, CommandSet
 
 Maker = Callable[[random.Random], tuple[str, dict]]
 

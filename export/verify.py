@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.bundle import KVCacheLayout
-from edge.decoder import OnnxDecoder
+from edge.text.decoder import OnnxDecoder
 
 from .progress import Ticker
 

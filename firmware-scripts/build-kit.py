@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))  # edge's own bundle and command-set checks, from this checkout
 from edge.bundle import open_bundle, verify_files  # noqa: E402
-from edge.commands import CommandSet  # noqa: E402
+from edge.commands.command_set import CommandSet  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 from edge.files import sha256_file  # noqa: E402
 

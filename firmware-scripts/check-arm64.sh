@@ -212,7 +212,7 @@ out=$(board "$E/venv/bin/edge-run" --model "$E/text-model" --commands "$E/comman
     fail "edge-run --commands failed on the emulated board"
 "$PY" - "$out" "$FIXTURES/commands/tiny-panel.json" <<'PY' || fail "edge-run printed no valid command: $out"
 import json, sys
-from edge.commands import CommandSet
+from edge.commands.command_set import CommandSet
 CommandSet.from_file(sys.argv[2]).validate(json.loads(sys.argv[1]))
 PY
 say "      edge-run --commands ... --prompt \"status report\" -> $out"

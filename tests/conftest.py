@@ -152,7 +152,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def vad_path():
     """The Silero VAD model from the silero-vad package (installed --no-deps)."""
-    from edge.vad import packaged_vad_path
+    from edge.speech.vad import packaged_vad_path
 
     path = packaged_vad_path()
     if path is None:

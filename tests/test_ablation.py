@@ -7,7 +7,7 @@ import onnx
 
 from benchmarks.ablation import VARIANTS
 from edge.bundle import open_bundle
-from edge.decoder import OnnxDecoder
+from edge.text.decoder import OnnxDecoder
 from export.graph import save_model
 
 
@@ -38,7 +38,7 @@ def test_each_variant_runs_and_only_float_zero_points_stay_exact(tiny_bundle, tm
 
 def test_calibrated_variants_run_on_the_fast_path(tiny_bundle, tmp_path):
     from benchmarks.ablation import CALIBRATED, calibrated_variants
-    from edge.tokenizer import Tokenizer
+    from edge.text.tokenizer import Tokenizer
     from export import calibrate
 
     fp32, int4 = open_bundle(tiny_bundle("llama", "fp32")), open_bundle(tiny_bundle("llama", "int4"))

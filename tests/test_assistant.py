@@ -59,7 +59,7 @@ LIGHT = {"command": "set_light", "args": {"room": "kitchen", "on": True}}
 
 
 def make(vad_path, recognizer, command=LIGHT, **kwargs) -> Assistant:
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.vad import VoiceActivityDetector
     from edge.wakeword import load_wake_word
 
     return Assistant(
@@ -272,7 +272,7 @@ def test_assistant_over_a_recording_and_through_a_virtual_microphone_and_speaker
     if needs_portaudio.args[0]:
         pytest.skip(needs_portaudio.kwargs["reason"])
     # the same session through ALSA: the `file` plugin plays the recording in and writes what is spoken out
-    from edge.audio import load_audio
+    from edge.speech.audio import load_audio
 
     audio = load_audio(session_wav)
     env = virtual_microphone(tmp_path, audio, played=tmp_path / "speaker.raw")

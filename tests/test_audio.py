@@ -1,4 +1,4 @@
-"""edge.audio: WAV decoding and resampling, and log-mel features that match Hugging Face's WhisperFeatureExtractor."""
+"""edge.speech.audio: WAV decoding, resampling, and log-mel features matching WhisperFeatureExtractor."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import wave
 import numpy as np
 import pytest
 
-from edge.audio import (
+from edge.errors import AudioError
+from edge.speech.audio import (
     N_SAMPLES,
     SAMPLE_RATE,
     decode_audio,
@@ -23,7 +24,6 @@ from edge.audio import (
     read_audio,
     resample,
 )
-from edge.errors import AudioError
 
 
 def band_limited(rate: int, seconds: float = 2.0) -> np.ndarray:

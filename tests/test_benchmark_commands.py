@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.commands import COMMAND_SET, command_sets, load_dataset, results_name
-from edge.commands import CommandSet
+from edge.commands.command_set import CommandSet
 
 
 def test_every_set_with_dev_requests_is_found_and_each_dev_line_validates():

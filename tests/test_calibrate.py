@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge.bundle import open_bundle
-from edge.tokenizer import Tokenizer
+from edge.text.tokenizer import Tokenizer
 from export import calibrate
 from export.calibrate import Scheme
 

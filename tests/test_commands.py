@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edge
-from edge.command_model import CommandModel, examples, system_prompt
-from edge.commands import CommandSet, CommandSetError, InvalidCommand
+from edge.commands.command_model import CommandModel, examples, system_prompt
+from edge.commands.command_set import CommandSet, CommandSetError, InvalidCommand
 from tests.conftest import ROOT, run_lean_cli
 
 REFERENCE = ROOT.parent / "shared" / "commands" / "appliance-panel.json"

@@ -9,9 +9,9 @@ import pytest
 
 import edge
 from edge.bundle import PRECISIONS, open_bundle
-from edge.decoder import OnnxDecoder
-from edge.generate import generate
-from edge.sampling import Sampler, SamplingOptions
+from edge.text.decoder import OnnxDecoder
+from edge.text.generate import generate
+from edge.text.sampling import Sampler, SamplingOptions
 
 FAMILIES = ["llama", "gpt2"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import edge
-from edge.decoder import OnnxDecoder
+from edge.text.decoder import OnnxDecoder
 from export import export_bundle
 from export.families import FAMILIES, SUPPORTED_MODEL_TYPES
 from export.verify import FP32_TOLERANCE

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from edge.audio import decode_audio, load_audio
 from edge.bundle import (
     MANIFEST,
     TEXT_GENERATION,
@@ -34,10 +33,11 @@ from edge.bundle import (
     Tokens,
     read_manifest,
 )
-from edge.commands import CommandSet, CommandSetError
+from edge.commands.command_set import CommandSet, CommandSetError
 from edge.errors import AudioError, BundleError
 from edge.jsonio import JsonInputError, load_json
 from edge.onnx_files import ProtobufError, external_data_locations
+from edge.speech.audio import decode_audio, load_audio
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

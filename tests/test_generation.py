@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import edge
-from edge.generate import GenerationStats, generate
-from edge.model import _held_back
-from edge.sampling import Sampler, SamplingOptions
+from edge.text.generate import GenerationStats, generate
+from edge.text.model import _held_back
+from edge.text.sampling import Sampler, SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0)
 
@@ -104,7 +104,7 @@ def test_cuda_without_onnxruntime_gpu_is_a_clear_error(tiny_bundle, monkeypatch)
     """No GPU in CI: --provider cuda, the API's provider="cuda" and --serve all name what is missing."""
     import onnxruntime as ort
 
-    from edge.decoder import ProviderError
+    from edge.text.decoder import ProviderError
 
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with pytest.raises(ProviderError) as e:

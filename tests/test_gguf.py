@@ -411,7 +411,7 @@ def _gguf_greedy(path: Path, ids: list[int], n: int, written: dict) -> list[int]
 def test_family_gguf_fp32_greedy_matches_transformers(tmp_path, family, monkeypatch):
     """Each family exports from a GGUF and decodes greedily as transformers does from the same file."""
     import edge
-    from edge.decoder import OnnxDecoder
+    from edge.text.decoder import OnnxDecoder
     from export import export_bundle
     from export.verify import FP32_TOLERANCE
     from tests.test_export import edge_greedy

@@ -43,7 +43,7 @@ def test_int4_passes_the_gate_keeping_4_bit_blocks(gemma_int4):
 
 def test_gemma_writes_coherent_text(gemma_int4):
     import edge
-    from edge.sampling import SamplingOptions
+    from edge.text.sampling import SamplingOptions
 
     model = edge.load(gemma_int4)
     assert model.manifest.tokens.add_bos and model.manifest.tokens.bos_id == 2

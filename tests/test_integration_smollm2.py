@@ -109,7 +109,7 @@ def test_capital_of_france_is_paris_without_torch(smollm2_bundle):
 
 def test_chat_remembers_the_conversation(smollm2_bundle):
     import edge
-    from edge.sampling import SamplingOptions
+    from edge.text.sampling import SamplingOptions
 
     model = edge.load(smollm2_bundle.path)
     chat = model.chat()
@@ -135,7 +135,7 @@ def test_specialise_the_real_model_briefly(tmp_path):
     assert "ETA" in r.stderr and "[9/9]" in r.stderr
     training = json.loads((out / "edge.json").read_text())["commands"]["training"]
     assert training["validation_loss"] < training["validation_loss_before"] / 2, training
-    from edge.commands import CommandSet
+    from edge.commands.command_set import CommandSet
     from tests.conftest import run_lean_cli
 
     run = run_lean_cli("--model", str(out), "--prompt", "please switch on the light in the kitchen")

@@ -20,7 +20,7 @@ import pytest
 from test_microphone import needs_portaudio, virtual_microphone
 from test_vad import speak
 
-from edge.audio import SAMPLE_RATE
+from edge.speech.audio import SAMPLE_RATE
 from tests.conftest import ROOT, run_lean_cli
 
 
@@ -155,8 +155,8 @@ def test_edge_run_listens_on_a_virtual_microphone(whisper_bundle, spoken, tmp_pa
 )
 def test_whisper_hears_what_piper_says(whisper_bundle):
     import edge
-    from edge.audio import resample
-    from edge.speak import Speaker, confirmation
+    from edge.speech.audio import resample
+    from edge.speech.speak import Speaker, confirmation
 
     text = confirmation({"command": "start_timer", "args": {"minutes": 10}})
     audio, rate = Speaker().synthesize(text)

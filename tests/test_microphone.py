@@ -1,4 +1,4 @@
-"""edge.microphone through a virtual microphone: ALSA's ``file`` PCM plays a raw file into PortAudio.
+"""edge.speech.microphone through a virtual microphone: ALSA's ``file`` PCM plays a raw file into PortAudio.
 
 The ALSA config is self-contained (it does not include the stock alsa.conf), so ~/.asoundrc or /etc/asound.conf
 cannot redirect ``default`` elsewhere; the only capture device is the virtual one. PortAudio reads the ALSA
@@ -22,8 +22,8 @@ import pytest
 from test_vad import two_phrases  # pytest puts tests/ on sys.path (no __init__.py, default import mode)
 
 from edge.errors import MicrophoneError
-from edge.microphone import import_sounddevice
-from edge.vad import VoiceActivityDetector
+from edge.speech.microphone import import_sounddevice
+from edge.speech.vad import VoiceActivityDetector
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ pcm.!default {{
 
 LISTEN = """
 import json, sys, time
-from edge.microphone import listen
+from edge.speech.microphone import listen
 for u in listen(None, sys.argv[1], max_seconds=float(sys.argv[2])):
     age = time.monotonic() - u.detected_at
     print(json.dumps({"start": u.start_sample, "end": u.end_sample, "samples": len(u.audio), "age": age}), flush=True)
@@ -53,7 +53,7 @@ for u in listen(None, sys.argv[1], max_seconds=float(sys.argv[2])):
 OPEN_DEVICE = """
 import sys
 from edge.errors import MicrophoneError
-from edge.microphone import open_microphone
+from edge.speech.microphone import open_microphone
 try:
     open_microphone(sys.argv[1])
 except MicrophoneError as e:
@@ -101,7 +101,7 @@ def test_listen_on_a_virtual_microphone(tmp_path, vad_path):
 @needs_portaudio
 def test_list_devices_shows_the_default_input(tmp_path):
     env = virtual_microphone(tmp_path, np.zeros(16000, np.float32))
-    result = run_python("from edge.microphone import list_devices; print(list_devices())", env)
+    result = run_python("from edge.speech.microphone import list_devices; print(list_devices())", env)
     assert result.returncode == 0, result.stderr
     assert "default" in result.stdout and "*" in result.stdout
 
@@ -176,7 +176,7 @@ def fake_sounddevice(blocks: int, finishes: bool):
 
 @pytest.mark.parametrize("finishes", [True, False], ids=["stream-ends", "device-goes-silent"])
 def test_a_microphone_that_disappears_ends_cleanly_or_says_why(monkeypatch, finishes):
-    import edge.microphone as mic
+    import edge.speech.microphone as mic
 
     monkeypatch.setattr(mic, "import_sounddevice", lambda: fake_sounddevice(blocks=5, finishes=finishes))
     microphone = mic.Microphone(stall_timeout=0.5).start()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.numbers import normalise
+from edge.commands.numbers import normalise
 
 REWRITTEN = [
     ("set the oven to two hundred and twenty degrees", "set the oven to 220 degrees"),

@@ -65,7 +65,7 @@ def granite(tmp_path_factory):
 
 @needs_optimum
 def test_unsupported_architecture_goes_through_optimum(granite, tmp_path, monkeypatch):
-    from edge.decoder import ConcatCacheDecoder, OnnxDecoder
+    from edge.text.decoder import ConcatCacheDecoder, OnnxDecoder
 
     said: list[str] = []
     out = tmp_path / "granite"

@@ -118,7 +118,7 @@ def test_control_characters_and_bad_utf8_are_just_text(tiny_bundle):
 
 READER = """
 import sys, edge
-from edge.sampling import SamplingOptions
+from edge.text.sampling import SamplingOptions
 model = edge.load(sys.argv[1])
 print(model.generate("Paris is", max_new_tokens=8, sampling=SamplingOptions(temperature=0)).text)
 """

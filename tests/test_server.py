@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.commands import CommandSet
-from edge.server import make_server
-from edge.worker import Job
+from edge.commands.command_set import CommandSet
+from edge.serve.server import make_server
+from edge.serve.worker import Job
 from tests.conftest import ROOT
 from tests.test_audio import write_pcm
 
@@ -622,7 +622,7 @@ def test_broken_framing_gets_a_clear_status(srv, data, status):
 
 
 def test_an_unexpected_exception_is_a_500_without_a_traceback(srv, monkeypatch, capsys):
-    from edge.server import Handler
+    from edge.serve.server import Handler
 
     def broken(self):
         raise RuntimeError("a bug with a secret path /home/x")
@@ -773,7 +773,7 @@ def test_an_event_stream_outlives_the_idle_timeout_but_ends_at_shutdown(models):
 
 
 def test_a_slow_subscriber_is_dropped_without_holding_up_publishers():
-    from edge.events import EventHub
+    from edge.serve.events import EventHub
 
     hub = EventHub(max_subscribers=2, backlog=4)
     slow, reader = hub.subscribe(), hub.subscribe()
@@ -798,7 +798,7 @@ def test_edge_run_serve_assistant_publishes_the_voice_on_the_event_stream(
 
     import edge.assistant
     import edge.cli
-    import edge.server
+    import edge.serve.server
     from edge.bundle import open_bundle
 
     if importlib.util.find_spec("pymicro_wakeword") is None or shutil.which("espeak-ng") is None:
@@ -820,7 +820,7 @@ def test_edge_run_serve_assistant_publishes_the_voice_on_the_event_stream(
         finally:
             server.server_close()
 
-    monkeypatch.setattr(edge.server, "serve", serve)
+    monkeypatch.setattr(edge.serve.server, "serve", serve)
     monkeypatch.setattr(edge.assistant, "microphone_blocks", lambda *_: edge.assistant.file_blocks(wav))  # the mic
     args = ["--serve", "--assistant", "--no-speak", "--model", str(tiny_bundle("llama", "fp32"))]
     assert edge.cli.main([*args, "--asr-model", str(whisper), "--commands", str(PANEL)]) == 0

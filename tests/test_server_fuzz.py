@@ -112,7 +112,7 @@ def status_line(sock: socket.socket, seconds: float) -> bytes:
 @pytest.fixture(scope="module")
 def fuzzed(tiny_bundle):
     import edge
-    from edge.commands import CommandSet
+    from edge.commands.command_set import CommandSet
 
     commands = CommandSet.from_file(PANEL) if PANEL.is_file() else None
     model = edge.load(tiny_bundle("llama", "fp32"))

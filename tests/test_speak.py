@@ -13,7 +13,7 @@ import pytest
 from test_commands import PANEL
 from test_microphone import needs_portaudio
 
-from edge.speak import Speaker, confirmation, packaged_voice_path
+from edge.speech.speak import Speaker, confirmation, packaged_voice_path
 from tests.conftest import ROOT
 
 needs_piper = pytest.mark.skipif(

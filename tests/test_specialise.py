@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from edge.bundle import COMMANDS_FILE, open_bundle
-from edge.commands import CommandSet
+from edge.commands.command_set import CommandSet
 from export.pipeline import ExportError, export_bundle
 from export.specialise import Recipe, Specialisation
 from export.utterances import generate, number_words, split
@@ -239,7 +239,7 @@ def test_training_on_a_speech_models_transcripts_is_recorded_and_edge_run_pairs_
     """The whole specialise run with the speech step: generated requests spoken by espeak-ng voices,
     transcribed by a (tiny, random) Whisper bundle, trained on; the manifest names that bundle and
     edge-run --audio uses it without --asr-model."""
-    from edge.command_model import paired_speech_model
+    from edge.commands.command_model import paired_speech_model
 
     monkeypatch.setenv("EDGE_CACHE_DIR", str(tmp_path / "cache"))  # no default speech bundle to fall back on
     speech = tmp_path / "whisper"

@@ -15,8 +15,8 @@ import pytest
 
 import edge
 from edge.bundle import SPEECH_RECOGNITION, VAD_FILE, open_bundle
-from edge.transcribe import SpeechRecognizer
-from edge.vad import packaged_vad_path
+from edge.speech.transcribe import SpeechRecognizer
+from edge.speech.vad import packaged_vad_path
 from tests.conftest import ROOT
 
 
@@ -75,7 +75,7 @@ def test_speech_refuses_text_only_precisions(whisper_folder, tmp_path):
 
 def test_text_model_refuses_a_speech_bundle(whisper_bundle):
     from edge.errors import BundleError
-    from edge.model import TextModel
+    from edge.text.model import TextModel
 
     with pytest.raises(BundleError, match="speech-recognition"):
         TextModel(open_bundle(whisper_bundle("int8")))
@@ -89,7 +89,7 @@ def edge_run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_transcribes_files_as_json_lines(whisper_bundle, tmp_path):
-    from edge.audio import SAMPLE_RATE
+    from edge.speech.audio import SAMPLE_RATE
     from tests.test_audio import write_pcm
 
     files = []

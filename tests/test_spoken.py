@@ -8,8 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from edge.command_model import speech_prompt
-from edge.commands import CommandSet
+from edge.commands.command_model import speech_prompt
+from edge.commands.command_set import CommandSet
 from export.spoken import ACCENTS, Voice, heard, voices
 from export.utterances import Example
 from tests.test_commands import PANEL
@@ -64,7 +64,7 @@ def test_speech_prompt_is_the_sets_descriptions_as_sentences_with_every_value():
 
 def test_a_recognizer_prompt_needs_the_previous_text_token(whisper_bundle):
     from edge.errors import BundleError
-    from edge.transcribe import load
+    from edge.speech.transcribe import load
 
     recognizer = load(whisper_bundle("int8"))
     assert recognizer.prompt is None
@@ -76,7 +76,7 @@ def test_a_recognizer_prompt_needs_the_previous_text_token(whisper_bundle):
 
 
 def test_a_recognizer_prompt_is_prefilled_before_the_start_tokens(whisper_bundle, monkeypatch):
-    from edge.transcribe import PREVIOUS_TEXT, load
+    from edge.speech.transcribe import PREVIOUS_TEXT, load
 
     recognizer = load(whisper_bundle("int8"))
     prev = recognizer.speech.end_id  # the tiny tokenizer has no <|startofprev|>: lend it a token id
@@ -100,8 +100,8 @@ def test_edge_run_prompts_the_speech_model_with_the_command_sets_words(whisper_b
     from argparse import Namespace
 
     from edge import cli
-    from edge.tokenizer import Tokenizer
-    from edge.transcribe import PREVIOUS_TEXT
+    from edge.speech.transcribe import PREVIOUS_TEXT
+    from edge.text.tokenizer import Tokenizer
 
     cs = CommandSet.from_dict(PANEL)
     args = Namespace(asr_model=str(whisper_bundle("int8")), threads=1, audio_context="fit")

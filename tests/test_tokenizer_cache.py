@@ -1,4 +1,4 @@
-"""The compact tokenizer copy (edge/tokenizer.py): written once, verified, rebuilt when changed, same ids."""
+"""The compact tokenizer copy (edge/text/tokenizer.py): written once, verified, rebuilt when changed, same ids."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 import edge
 from edge.bundle import open_bundle
-from edge.sampling import SamplingOptions
-from edge.tokenizer import Tokenizer, compact_json
+from edge.text.sampling import SamplingOptions
+from edge.text.tokenizer import Tokenizer, compact_json
 from tests.conftest import CORPUS, ROOT
 
 TEXTS = [*CORPUS[:4], "", "  two  spaces\tand a tab\n", "<|im_start|>user\nhi<|im_end|>\n", "ünïcödé 😀😀 東京"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.transcribe import repeated_tail
+from edge.speech.transcribe import repeated_tail
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_the_decode_loop_cuts_where_the_guard_says(monkeypatch):
     """The loop drops the repeated pieces and stops: checked on a fake decoder that says 'start start ...'."""
     import numpy as np
 
-    from edge.transcribe import SpeechRecognizer
+    from edge.speech.transcribe import SpeechRecognizer
 
     vocab = {1: " start", 2: " the", 3: " saw", 9: "<end>"}
     script = [1, 1, 2, 3, 9]

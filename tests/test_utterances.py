@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from edge.command_model import request_text
-from edge.commands import CommandSet
+from edge.commands.command_model import request_text
+from edge.commands.command_set import CommandSet
 from export.utterances import generate, read_command
 from tests.conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""edge.vad: Silero VAD on plain onnxruntime, whole clips and streamed in blocks of any size."""
+"""edge.speech.vad: Silero VAD on plain onnxruntime, whole clips and streamed in blocks of any size."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.audio import SAMPLE_RATE, load_audio
 from edge.errors import VadError
-from edge.vad import CHUNK_SAMPLES, UtteranceSegmenter, VoiceActivityDetector
+from edge.speech.audio import SAMPLE_RATE, load_audio
+from edge.speech.vad import CHUNK_SAMPLES, UtteranceSegmenter, VoiceActivityDetector
 
 PHRASES = ("turn on the kitchen lights", "what is the weather tomorrow")
 GAP_S = 1.5
@@ -150,8 +150,8 @@ def test_segmenter_rejects_padding_longer_than_the_silence(vad):
 
 def test_finding_the_model_imports_no_torch(vad_path):
     probe = (
-        "import sys, edge.audio, edge.vad, edge.microphone\n"
-        "assert edge.vad.packaged_vad_path() is not None\n"
+        "import sys, edge.speech.audio, edge.speech.vad, edge.speech.microphone\n"
+        "assert edge.speech.vad.packaged_vad_path() is not None\n"
         "heavy = [m for m in ('torch', 'silero_vad', 'transformers', 'sounddevice') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

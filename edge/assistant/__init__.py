@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-from .endpoint import Endpointing
-from .loop import Assistant, Event
-from .reply import Answerer, Voice
-from .sources import file_blocks, microphone_blocks
+from edge.assistant.endpoint import Endpointing
+from edge.assistant.loop import Assistant, Event
+from edge.assistant.reply import Answerer, Voice
+from edge.assistant.sources import file_blocks, microphone_blocks
 
 __all__ = ["Answerer", "Assistant", "Endpointing", "Event", "Voice", "file_blocks", "microphone_blocks"]

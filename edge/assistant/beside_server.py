@@ -5,11 +5,11 @@
 
 The loop runs on a thread of its own, listening all the time (the wake-word model and the VAD are small
 sessions of their own), but every call to Whisper, the command model or the text model goes through the
-server's one worker thread (:meth:`edge.worker.Worker.call`), in turn with the HTTP requests: a voice request
+server's one worker thread (:meth:`edge.serve.worker.Worker.call`), in turn with the HTTP requests: a voice request
 and a panel request never run at once, so the board's cores and the shared model weights serve one call at a
 time, as for HTTP alone. A voice request waits for room in a full queue rather than being refused.
 
-Each event goes to the server's :class:`edge.events.EventHub` with ``"source": "voice"``, so every page
+Each event goes to the server's :class:`edge.serve.events.EventHub` with ``"source": "voice"``, so every page
 subscribed to ``GET /v1/events`` shows what was said; the loop ends when the server closes the hub.
 """
 
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..api import ApiError
-from .loop import Assistant
+from edge.assistant.loop import Assistant
+from edge.serve.api import ApiError
 
 if TYPE_CHECKING:
-    from ..server import PanelServer
-    from ..worker import Worker
+    from edge.serve.server import PanelServer
+    from edge.serve.worker import Worker
 
 TIMEOUT_S = 60.0  # one model call of the assistant's, waiting in the queue included
 

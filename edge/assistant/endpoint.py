@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..numbers import normalise
+from edge.commands.numbers import normalise
 
 # Words a request does not end on: "set a timer for", "turn on the", "the oven and".
 DANGLING = frozenset(["a", "an", "and", "at", "by", "for", "from", "in", "into", "of", "on", "or", "the", "to", "with"])

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE
-from ..vad import CHUNK_SAMPLES, VoiceActivityDetector
-from ..wakeword import WakeWordDetector
-from .endpoint import Endpointing, is_complete
-from .reply import Answerer, Voice
+from edge.assistant.endpoint import Endpointing, is_complete
+from edge.assistant.reply import Answerer, Voice
+from edge.speech.audio import SAMPLE_RATE
+from edge.speech.vad import CHUNK_SAMPLES, VoiceActivityDetector
+from edge.wakeword import WakeWordDetector
 
 RING_S = 1.0  # the most pre-wake audio ever held, in memory only
 # The request starts this long before the wake word was detected: the detector fires up to ~0.2 s after the
@@ -92,8 +92,8 @@ class Assistant:
     ):
         self.wake = wake
         self.vad = vad
-        self.recognizer = recognizer  # edge.transcribe.SpeechRecognizer: only ever sees audio after a wake word
-        self.commands = commands  # edge.command_model.CommandModel
+        self.recognizer = recognizer  # edge.speech.transcribe.SpeechRecognizer: only ever sees audio after a wake word
+        self.commands = commands  # edge.commands.command_model.CommandModel
         self.answerer = answerer
         self.voice = voice
         self.endpointing = endpointing or Endpointing()
@@ -187,7 +187,7 @@ class Assistant:
 
     def _finish(self, event: Event) -> Iterator[Event]:
         """Reply to a finished request: confirm a command, answer a declined one; then yield the event."""
-        from ..speak import confirmation
+        from edge.speech.speak import confirmation
 
         if event.event == "command":
             yield event

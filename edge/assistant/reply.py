@@ -9,8 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..model import TextModel
-from ..sampling import SamplingOptions
+from edge.text.model import TextModel
+from edge.text.sampling import SamplingOptions
 
 ANSWER_SYSTEM = (
     "You are a voice assistant on a home appliance panel. Answer the spoken question in one or two short, "
@@ -62,7 +62,7 @@ class Voice:
     """
 
     def __init__(self, speaker, device: int | str | None = None):
-        self.speaker = speaker  # an edge.speak.Speaker, or anything with synthesize(text) -> (int16 audio, rate)
+        self.speaker = speaker  # an edge.speech.speak.Speaker, or anything with synthesize(text) -> (int16 audio, rate)
         self.device = device
         self.first_audio_at: float | None = None
         self.spoken: list[str] = []  # every sentence played to the end or cut, in order (for tests and logs)
@@ -117,14 +117,14 @@ class Voice:
                 self._idle.set()
 
     def _play(self, audio, rate: int) -> None:
-        from ..microphone import import_sounddevice
+        from edge.speech.microphone import import_sounddevice
 
         sd = import_sounddevice()
         sd.play(audio, rate, device=self.device)
         sd.wait()  # returns early when stop() calls sd.stop()
 
     def _play_stop(self) -> None:
-        from ..microphone import import_sounddevice
+        from edge.speech.microphone import import_sounddevice
 
         # nothing playing, or no audio stack: there is nothing to stop
         with contextlib.suppress(Exception):

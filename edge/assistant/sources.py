@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import load_audio
-from ..vad import CHUNK_SAMPLES
+from edge.speech.audio import load_audio
+from edge.speech.vad import CHUNK_SAMPLES
 
 
 def file_blocks(path: str | Path, block_samples: int = CHUNK_SAMPLES) -> Iterator[np.ndarray]:
@@ -20,7 +20,7 @@ def file_blocks(path: str | Path, block_samples: int = CHUNK_SAMPLES) -> Iterato
 
 def microphone_blocks(device: int | str | None = None, max_seconds: float | None = None) -> Iterator[np.ndarray]:
     """Live float32 16 kHz blocks from an input device; ``max_seconds`` stops after that much audio."""
-    from ..microphone import open_microphone
+    from edge.speech.microphone import open_microphone
 
     remaining = None if max_seconds is None else int(max_seconds * 16000)
     with open_microphone(device) as mic:

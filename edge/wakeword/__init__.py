@@ -11,8 +11,8 @@ It is the ``assistant`` extra; why edge runs them there rather than through onnx
 
 from __future__ import annotations
 
-from .detector import WakeWordDetector, load_wake_word
-from .models import WAKE_INSTALL_HINT, WakeWordSpec, wake_word_names, wake_word_spec
+from edge.wakeword.detector import WakeWordDetector, load_wake_word
+from edge.wakeword.models import WAKE_INSTALL_HINT, WakeWordSpec, wake_word_names, wake_word_spec
 
 __all__ = [
     "WAKE_INSTALL_HINT",

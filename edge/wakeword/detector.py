@@ -11,9 +11,9 @@ from collections import deque
 
 import numpy as np
 
-from ..errors import EdgeError
-from .features import STEP, WINDOW, MicroFrontend
-from .models import DEFAULT_WAKE_WORD, ONNX, WAKE_INSTALL_HINT, WakeWordSpec, wake_word_spec
+from edge.errors import EdgeError
+from edge.wakeword.features import STEP, WINDOW, MicroFrontend
+from edge.wakeword.models import DEFAULT_WAKE_WORD, ONNX, WAKE_INSTALL_HINT, WakeWordSpec, wake_word_spec
 
 STEP_SAMPLES = STEP  # the frontend's 10 ms hop
 WINDOW_SAMPLES = WINDOW  # its 30 ms analysis window: the first feature needs this much audio

@@ -11,10 +11,10 @@ import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EdgeError
-from ..files import sha256_file
-from ..jsonio import read_json_file
-from ..paths import cache_dir
+from edge.errors import EdgeError
+from edge.files import sha256_file
+from edge.jsonio import read_json_file
+from edge.paths import cache_dir
 
 WAKE_PACKAGE = "pymicro-wakeword"
 WAKE_INSTALL_HINT = (
@@ -77,7 +77,7 @@ class WakeWordSpec:
 
 
 def packaged_sidecars() -> dict[str, Path]:
-    # through the package's file list, as edge.vad finds Silero: importing the package is not needed to list them
+    # through the package's file list, as edge.speech.vad finds Silero: importing the package is not needed to list them
     try:
         entries = importlib.metadata.files(WAKE_PACKAGE) or []
     except importlib.metadata.PackageNotFoundError:

@@ -72,8 +72,8 @@ def text_reference(bundle: Path, ref: dict[str, np.ndarray]) -> None:
 
 def speech_reference(bundle: Path, fp32: Path, wav: Path, ref: dict[str, np.ndarray]) -> None:
     import edge
-    from edge.audio import load_audio, log_mel_spectrogram
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.audio import load_audio, log_mel_spectrogram
+    from edge.speech.vad import VoiceActivityDetector
 
     audio = load_audio(wav)
     recognizer = edge.load(bundle, threads=1)

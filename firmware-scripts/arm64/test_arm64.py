@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 import edge
-from edge.audio import load_audio, log_mel_spectrogram
-from edge.command_model import CommandModel
-from edge.commands import CommandSet
+from edge.commands.command_model import CommandModel
+from edge.commands.command_set import CommandSet
+from edge.speech.audio import load_audio, log_mel_spectrogram
 
 FIXTURES = Path(os.environ.get("EDGE_ARM64_FIXTURES", Path(__file__).parent / "fixtures"))
 PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
@@ -124,7 +124,7 @@ def test_vad_matches_the_host(ref):
     speech = edge.load(bundle("tiny-whisper-int8"), threads=1)
     if speech.bundle.vad_path is None:
         pytest.skip("the speech bundle has no vad.onnx: silero-vad was not installed where it was exported")
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.vad import VoiceActivityDetector
 
     audio = load_audio(FIXTURES / "audio" / "speech.wav")
     vad = VoiceActivityDetector(speech.bundle.vad_path)
@@ -168,7 +168,7 @@ def assistant_session(fixtures: Path) -> list[dict]:
     make_fixtures.py on the host, for the reference."""
     from edge.assistant import Answerer, Assistant, file_blocks
     from edge.bundle import open_bundle
-    from edge.vad import VoiceActivityDetector
+    from edge.speech.vad import VoiceActivityDetector
     from edge.wakeword import WakeWordDetector, WakeWordSpec
 
     spec = WakeWordSpec.from_sidecar(fixtures / "wakewords" / "okay_nabu.json")

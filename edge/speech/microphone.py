@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .errors import MicrophoneError
-from .vad import CHUNK_SAMPLES, Utterance, UtteranceSegmenter, VoiceActivityDetector, packaged_vad_path
+from edge.errors import MicrophoneError
+from edge.speech.audio import SAMPLE_RATE
+from edge.speech.vad import CHUNK_SAMPLES, Utterance, UtteranceSegmenter, VoiceActivityDetector, packaged_vad_path
 
 LIST_HINT = "run `edge-run --list-devices` and pass one of the input devices with `--device N`"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE
-from .errors import VadError
+from edge.errors import VadError
+from edge.speech.audio import SAMPLE_RATE
 
 CHUNK_SAMPLES = 512  # what Silero v5/v6 takes at 16 kHz: 32 ms
 CONTEXT_SAMPLES = 64  # the tail of the previous chunk, prepended to each one

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .audio import load_audio, log_mel_spectrogram, pad_or_trim
-from .bundle import SPEECH_RECOGNITION, Bundle, open_bundle
-from .decoder import session_options
-from .errors import BundleError
-from .tokenizer import Tokenizer
+from edge.bundle import SPEECH_RECOGNITION, Bundle, open_bundle
+from edge.errors import BundleError
+from edge.speech.audio import load_audio, log_mel_spectrogram, pad_or_trim
+from edge.text.decoder import session_options
+from edge.text.tokenizer import Tokenizer
 
 AUDIO_CONTEXTS = ("fit", "full")
 # Whisper learned to end a transcript where speech gives way to the silent padding of its 30 s window;
@@ -236,7 +236,7 @@ def load(
 ) -> SpeechRecognizer:
     """Open a speech-recognition bundle and load it; ``None`` means the default one."""
     if path is None:
-        from .cache import default_bundle
+        from edge.cache import default_bundle
 
         path = default_bundle(SPEECH_RECOGNITION)
     return SpeechRecognizer(open_bundle(Path(path)), threads=threads, audio_context=audio_context, prompt=prompt)

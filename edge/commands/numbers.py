@@ -1,7 +1,7 @@
 """Spelled numbers to digits, so a request reads the same however its numbers were said.
 
 One function, :func:`normalise`, used identically on training requests (``export.specialise``) and on
-every request at run time (:class:`edge.command_model.CommandModel`): the model only ever sees digits,
+every request at run time (:class:`edge.commands.command_model.CommandModel`): the model only ever sees digits,
 and never has to learn that "a hundred and eighty", "one eighty" and "180" are one value.
 
 >>> normalise("set the oven to two hundred and twenty degrees")

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import KVCacheLayout
-from .errors import EdgeError
+from edge.bundle import KVCacheLayout
+from edge.errors import EdgeError
 
 PROVIDERS = ("cpu", "cuda")
 GPU_PACKAGE = "onnxruntime-gpu"

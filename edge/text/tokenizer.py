@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers.decoders import DecodeStream
 
-from .files import atomic_write_bytes, sha256_file
+from edge.files import atomic_write_bytes, sha256_file
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
+    from edge.bundle import Bundle
 
 # encoded by both forms before the compact one is kept: words, digits, spaces, punctuation, accents, CJK, emoji
 _CHECK_TEXT = "Hello, world! The oven's at 180 °C;  tabs\tand\nnewlines — café, naïve, 東京, 🙂 <|im_start|>x"
@@ -90,8 +90,8 @@ class Tokenizer:
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Tokenizer:
         """The bundle's tokenizer, read from its compact copy in the user cache when it has one."""
-        from .bundle import TOKENIZER_FILE
-        from .paths import cache_dir
+        from edge.bundle import TOKENIZER_FILE
+        from edge.paths import cache_dir
 
         entry = bundle.manifest.files[TOKENIZER_FILE]  # open_bundle checked the file against it
         compact = compact_path(bundle.tokenizer_path, entry.sha256, cache_dir() / "tokenizers")

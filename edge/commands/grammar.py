@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EdgeError
+from edge.errors import EdgeError
 
 # Compact JSON with the separators json.dumps uses: one spelling per object, so more tokens are forced.
 JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sampling import SamplingOptions
+from edge.text.sampling import SamplingOptions
 
 DEFAULT_MAX_TOKENS = 256  # as edge-run's --max-new-tokens
 MAX_STOPS = 4  # OpenAI's limit

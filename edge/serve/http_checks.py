@@ -12,8 +12,8 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlsplit
 
-from .api import ApiError
-from .jsonio import JsonInputError, load_json
+from edge.jsonio import JsonInputError, load_json
+from edge.serve.api import ApiError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARDS = ("", "0.0.0.0", "::")

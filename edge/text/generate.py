@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .decoder import OnnxDecoder
-from .sampling import Sampler
+from edge.text.decoder import OnnxDecoder
+from edge.text.sampling import Sampler
 
 if TYPE_CHECKING:
-    from .grammar import Matcher
+    from edge.commands.grammar import Matcher
 
 
 @dataclass

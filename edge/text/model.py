@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import TEXT_GENERATION, Bundle, open_bundle
-from .decoder import OnnxDecoder
-from .errors import BundleError, ContextOverflowError
-from .generate import GenerationStats, generate
-from .sampling import Sampler, SamplingOptions
-from .tokenizer import Tokenizer
+from edge.bundle import TEXT_GENERATION, Bundle, open_bundle
+from edge.errors import BundleError, ContextOverflowError
+from edge.text.decoder import OnnxDecoder
+from edge.text.generate import GenerationStats, generate
+from edge.text.sampling import Sampler, SamplingOptions
+from edge.text.tokenizer import Tokenizer
 
 # The KV cache grows with the conversation; capping the window keeps memory bounded on a Pi.
 DEFAULT_MAX_CONTEXT = 2048
@@ -241,7 +241,7 @@ def load(
 ) -> TextModel:
     """Open a bundle (folder or its ``model.onnx``) and load it; ``None`` means the default bundle."""
     if path is None:
-        from .cache import default_bundle
+        from edge.cache import default_bundle
 
         path = default_bundle()
     return TextModel(open_bundle(Path(path)), threads=threads, max_context=max_context, provider=provider)

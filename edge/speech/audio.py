@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import AudioError
+from edge.errors import AudioError
 
 SAMPLE_RATE = 16000
 N_SAMPLES = 30 * SAMPLE_RATE  # Whisper's 30 s window

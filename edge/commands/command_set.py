@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgeError
-from .jsonio import JsonInputError, read_json_file
+from edge.errors import EdgeError
+from edge.jsonio import JsonInputError, read_json_file
 
 TYPES = ("integer", "number", "boolean", "string")
 DEFAULT_MAX_LENGTH = 64

@@ -1,7 +1,7 @@
 """Requests to commands: a text model, a prompt built from the command set, and constrained decoding.
 
 >>> import edge
->>> from edge.commands import CommandSet
+>>> from edge.commands.command_set import CommandSet
 >>> panel = edge.CommandModel(edge.load(), CommandSet.from_file("appliance-panel.json"))
 >>> panel.parse("it's too dark in the kitchen").command
 {'command': 'set_light', 'args': {'room': 'kitchen', 'on': True}}
@@ -17,14 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import MANIFEST
-from .commands import CommandSet, CommandSetError
-from .errors import BundleError, ContextOverflowError
-from .files import sha256_file
-from .generate import GenerationStats, generate_constrained
-from .grammar import Grammar
-from .model import TextModel
-from .numbers import normalise
+from edge.bundle import MANIFEST
+from edge.commands.command_set import CommandSet, CommandSetError
+from edge.commands.grammar import Grammar
+from edge.commands.numbers import normalise
+from edge.errors import BundleError, ContextOverflowError
+from edge.files import sha256_file
+from edge.text.generate import GenerationStats, generate_constrained
+from edge.text.model import TextModel
 
 MAX_COMMAND_TOKENS = 96
 OUT_OF_DOMAIN = "what is the capital of france"
