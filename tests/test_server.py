@@ -413,9 +413,9 @@ def test_serving_beyond_loopback_warns(tiny_bundle):
 
 def test_panel_files_are_package_data():
     config = (ROOT / "pyproject.toml").read_text()
-    assert '"panel/*"' in config
-    assert {p.name for p in (ROOT / "edge" / "panel").iterdir()} >= {"index.html", "panel.js", "panel.css"}
-    assert Path(ROOT / "edge" / "panel" / "index.html").read_text().count("<script") == 1
+    assert '"serve/panel/*"' in config
+    assert {p.name for p in (ROOT / "edge" / "serve" / "panel").iterdir()} >= {"index.html", "panel.js", "panel.css"}
+    assert Path(ROOT / "edge" / "serve" / "panel" / "index.html").read_text().count("<script") == 1
 
 
 # --- hostile and broken clients ---------------------------------------------------------------------
@@ -498,7 +498,7 @@ def test_an_api_key_guards_every_v1_endpoint(keyed):
         assert keyed.request(method, path, body, {"Authorization": "Bearer s3cret key"})[0] == 200
     assert keyed.request("GET", "/")[0] == 200  # the page itself holds nothing: it asks for the key
     assert keyed.request("GET", "/health")[0] == 200  # for a supervisor's liveness probe
-    assert "Authorization" in (ROOT / "edge" / "panel" / "panel.js").read_text()
+    assert "Authorization" in (ROOT / "edge" / "serve" / "panel" / "panel.js").read_text()
 
 
 def test_openai_client_with_an_api_key(keyed):
