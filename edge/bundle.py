@@ -39,7 +39,9 @@ REQUIRED_FILES = {
     TEXT_GENERATION: (MODEL_FILE, TOKENIZER_FILE),
     SPEECH_RECOGNITION: (ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE),
 }
-PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
+PRECISIONS = ("fp32", "int8", "int8-weight", "int4", "fp16")
+# what a CPU runs well; fp16 is for GPUs (--provider cuda), where its halved weights and cache pay
+CPU_PRECISIONS = ("fp32", "int8", "int8-weight", "int4")
 
 REBUILD_HINT = "rebuild it with `edge-export SOURCE --out DIR --force` (see `edge-export --help`)"
 
@@ -78,7 +80,7 @@ class KVCacheLayout:
     num_layers: int = limits(1, MAX_LAYERS)
     num_kv_heads: int = limits(1, MAX_HEADS)
     head_dim: int = limits(1, MAX_HEAD_DIM)
-    dtype: str = "float32"
+    dtype: str = one_of("float32", "float16")
     layout: str = "BNSH"
     # "edge": edge's fused graph, one buffer per layer written in place (GroupQueryAttention, fed
     # seqlens_k and total_sequence_length); "concat": a graph exported by optimum, fed attention_mask

@@ -686,6 +686,12 @@ def main(argv: list[str] | None = None) -> int:
         from edge.text.model import TextModel
 
         model = TextModel(bundle, threads=args.threads, max_context=args.max_context, provider=args.provider)
+        if model.manifest.precision == "fp16" and model.decoder.device == "cpu":
+            print(
+                "edge-run: note: an fp16 bundle is made for a GPU (--provider cuda); on a CPU an int4 one "
+                "(edge-export ... --precision int4) is several times faster",
+                file=sys.stderr,
+            )
         if args.debug:
             print(
                 f"edge-run: loaded {model.bundle.path} in {model.load_s:.2f} s "

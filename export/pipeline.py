@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -268,6 +268,8 @@ def _build_text(
         )  # fmt: skip
         stages.say(report.table())
     shutil.rmtree(fp32_dir)
+    if precision == "fp16":
+        layout = replace(layout, dtype="float16")
     manifest = Manifest(
         task=TEXT_GENERATION,
         family=spec.family,

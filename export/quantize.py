@@ -20,6 +20,7 @@ PRECISION_HELP = {
     "int8": "dynamic int8: int8 weights and activations (MatMulInteger)",
     "int8-weight": "8-bit weights in blocks of 32 (MatMulNBits); embedding and lm_head one 8-bit table",
     "int4": "4-bit weights in blocks of 32, Q4_1 kept exact; embedding and lm_head one 8-bit table",
+    "fp16": "16-bit float weights, activations and KV cache: for a GPU (--provider cuda); slow on a CPU",
 }
 BLOCK_SIZE = 32
 
@@ -71,6 +72,11 @@ def _quantize(
 ) -> None:
     if precision == "fp32":
         save_model(onnx.load(str(fp32_path)), out_path)
+    elif precision == "fp16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        # inputs and outputs too (the KV cache is written in place, so it must be the graph's own type)
+        save_model(convert_float_to_float16(onnx.load(str(fp32_path)), disable_shape_infer=True), out_path)
     elif precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

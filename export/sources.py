@@ -101,6 +101,14 @@ def _check_gguf(path: Path) -> bool:
             f"{path}: GGUF architecture {arch!r} is not supported",
             f"edge exports GGUF files of these architectures: {', '.join(GGUF_ARCHITECTURES)}",
         )
+    if arch == "phi3" and "tokenizer.ggml.padding_token_id" not in reader.fields:
+        # transformers' Phi-3 tokenizer converter reads the pad id unconditionally (an AttributeError deep inside)
+        raise SourceError(
+            f"{path}: this Phi-3 GGUF names no padding token (tokenizer.ggml.padding_token_id), which "
+            "transformers' Phi-3 tokenizer converter needs",
+            f"write a copy that names one: gguf-new-metadata --special-token padding '<|endoftext|>' {path} fixed.gguf "
+            "(gguf-new-metadata comes with the export extra), or export the model's Hugging Face folder instead",
+        )
     add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
     return bool(add_bos.parts[add_bos.data[0]][0]) if add_bos and add_bos.data else False
 

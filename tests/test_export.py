@@ -47,6 +47,7 @@ def test_export_writes_a_complete_bundle(tiny_bundle, family, precision):
     assert report["precision"] == precision and report["eval_tokens"] >= 128
     assert report["fp32_vs_source_max_abs_logit_diff"] < 1e-3
     assert report["tie_aware_agreement"] >= report["top1_agreement"]  # the gate's measure, beside the raw one
+    assert m.kv_cache.dtype == ("float16" if precision == "fp16" else "float32")
     if precision == "fp32":
         assert report["top1_agreement"] == 1.0
     else:

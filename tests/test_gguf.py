@@ -5,6 +5,8 @@ each GGUF family (qwen2, qwen3, phi3, gemma3) exported from a tiny file and deco
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +314,7 @@ def _family_model(family: str, vocab: int, bos: int, eos: int):
     return model
 
 
-def write_family_gguf(path: Path, family: str) -> dict:
+def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
     """A tiny random ``family`` model as llama.cpp writes it: its architecture's metadata keys, gguf's tensor
     names, no q/k permutation (llama.cpp permutes only for the llama architecture), Gemma's norms as 1 + w."""
     import gguf
@@ -330,7 +332,8 @@ def write_family_gguf(path: Path, family: str) -> dict:
         if family == "phi3":
             w.add_token_merges(merges)
             bos, eos = vocab.index("<s>"), vocab.index("<|end|>")
-            w.add_pad_token_id(vocab.index("<|endoftext|>"))  # transformers' phi3 converter reads it, present or not
+            if pad:  # transformers' phi3 converter reads it, present or not
+                w.add_pad_token_id(vocab.index("<|endoftext|>"))
         else:
             bos, eos = vocab.index("<bos>"), vocab.index("<end_of_turn>")
         w.add_unk_token_id(vocab.index("<unk>"))
@@ -428,3 +431,23 @@ def test_family_gguf_fp32_greedy_matches_transformers(tmp_path, family, monkeypa
     ids = model.tokenizer.encode("Paris is the capital of")
     assert len(ids) >= 3
     assert edge_greedy(model, ids, 24) == _gguf_greedy(path, ids, 24, written)
+
+
+def test_phi3_gguf_without_a_pad_token_names_the_fix(tmp_path):
+    """transformers' Phi-3 converter dies with an AttributeError on such a file; edge refuses it first, with the fix."""
+    from export import export_bundle
+    from export.errors import SourceError
+
+    path = tmp_path / "tiny-phi3.gguf"
+    write_family_gguf(path, "phi3", pad=False)
+    out = tmp_path / "bundle"
+    with pytest.raises(SourceError) as e:
+        export_bundle(str(path), out, "fp32", progress=lambda _: None)
+    assert "padding_token_id" in str(e.value) and "gguf-new-metadata --special-token padding" in str(e.value)
+    assert not out.exists()
+    # the fix it names works
+    fixed = tmp_path / "fixed.gguf"
+    cmd = [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--special-token", "padding", "<|endoftext|>"]
+    subprocess.run([*cmd, str(path), str(fixed)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    export_bundle(str(fixed), out, "fp32", progress=lambda _: None)
+    assert (out / "edge.json").is_file()

@@ -105,8 +105,10 @@ class OnnxDecoder:
 
     def _bind(self) -> None:
         """A fresh binding and an empty cache."""
-        vocab = self.session.get_outputs()[0].shape[-1]
-        self._logits = np.zeros((1, 1, vocab), np.float32)
+        logits = self.session.get_outputs()[0]
+        # an fp16 graph takes and returns float16 throughout (its cache is written in place)
+        self._dtype = np.float16 if logits.type == "tensor(float16)" else np.float32
+        self._logits = np.zeros((1, 1, logits.shape[-1]), self._dtype)
         self._binding = self.session.io_binding()
         self._binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(self._logits))
         self._cache: list[np.ndarray] = []
@@ -135,7 +137,7 @@ class OnnxDecoder:
         capacity = max(needed, 2 * self.capacity if self._cache else needed)
         shape = (1, self.layout.num_kv_heads, capacity, self.layout.head_dim)
         old, n = self._cache, len(self.tokens)
-        self._cache = [np.zeros(shape, np.float32) for _ in range(2 * self.layout.num_layers)]
+        self._cache = [np.zeros(shape, self._dtype) for _ in range(2 * self.layout.num_layers)]
         for new, prev in zip(self._cache, old, strict=False):
             new[:, :, :n] = (prev.numpy() if isinstance(prev, ort.OrtValue) else prev)[:, :, :n]
         if self.device == "cuda":  # the cache lives on the GPU, written in place there; copied only to grow
@@ -165,7 +167,7 @@ class OnnxDecoder:
             self._binding.bind_cpu_input(name, array)
         self.session.run_with_iobinding(self._binding)
         self.tokens.extend(ids)
-        return self._logits[0, -1].copy()
+        return self._logits[0, -1].astype(np.float32)
 
 
 class ConcatCacheDecoder(OnnxDecoder):
