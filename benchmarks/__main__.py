@@ -333,6 +333,12 @@ def main() -> None:
     c.add_argument(
         "--no-specialised", action="store_true", help="skip the bundles fine-tuned for the set (edge-export specialise)"
     )
+    c.add_argument(
+        "--heard",
+        action="store_true",
+        help="also a bundle trained on the speech model's transcripts of spoken training requests "
+        "(edge-export specialise --speech-model; edge-specialised-heard)",
+    )
     c = sub.add_parser("assistant", help="edge-run --assistant over synthesised sessions, with and without wake words")
     c.add_argument("--model", help="text bundle (default: SmolLM2 int4, exported into benchmarks/.bundles)")
     c.add_argument("--asr-model", help="speech bundle (default: the default speech bundle)")

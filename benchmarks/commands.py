@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.commands_worker import BASELINE, SPECIALISED
+from benchmarks.commands_worker import BASELINE, HEARD, SPECIALISED
 from benchmarks.common import HERE, RESULTS, ensure_bundle, interleave, write
 from edge.bundle import MANIFEST, REPORT_FILE, read_manifest
 from edge.commands.command_model import examples, speech_prompt
@@ -79,9 +79,7 @@ def warmup_text(cs: CommandSet, texts: list[str]) -> str:
     return next(request for request, _ in examples(cs) if request not in texts)
 
 
-def audio_inputs(
-    cs: CommandSet, texts: list[str], warmup: str, chosen: list[int]
-) -> dict[str, tuple[list[str], str]]:
+def audio_inputs(cs: CommandSet, texts: list[str], warmup: str, chosen: list[int]) -> dict[str, tuple[list[str], str]]:
     """{input: (the chosen clips, the warm-up clip)} for every voice that can be synthesized here.
 
     The reference set's clips are the ASR benchmark's (``.audio/VOICE``); every other set has its own
@@ -100,18 +98,22 @@ def audio_inputs(
     return out
 
 
-def ensure_specialised(cs: CommandSet, precision: str) -> Path:
-    """The specialised bundle for ``cs`` at ``precision`` with the default recipe, built when missing."""
-    from benchmarks.common import BUNDLES, SOURCE
+def ensure_specialised(cs: CommandSet, precision: str, speech_model: str | None = None) -> Path:
+    """The specialised bundle for ``cs`` at ``precision`` with the default recipe (also trained on
+    ``speech_model``'s transcripts when given), built when missing or made with another set or recipe."""
+    from dataclasses import asdict
 
-    out = BUNDLES / f"{cs.name}-specialised-{precision}"
+    from benchmarks.common import BUNDLES, SOURCE
+    from export.specialise import Specialisation
+
+    out = BUNDLES / f"{cs.name}-specialised{'-heard' if speech_model else ''}-{precision}"
+    specialisation = Specialisation(cs.path, speech_model=speech_model)
     info = read_manifest(out).commands if (out / MANIFEST).is_file() else None
-    if info is None or info.sha256 != cs.sha256:
+    if info is None or info.sha256 != cs.sha256 or info.training.get("recipe") != asdict(specialisation.recipe):
         from export import export_bundle
-        from export.specialise import Specialisation
 
         print(f"specialising {SOURCE} for {cs.name} at {precision} -> {out}", file=sys.stderr)
-        export_bundle(SOURCE, out, precision, force=True, specialisation=Specialisation(cs.path))
+        export_bundle(SOURCE, out, precision, force=True, specialisation=specialisation)
     return out
 
 
@@ -212,7 +214,7 @@ def merged(rows: list[dict], name: str) -> list[dict]:
         if (r["system"], r["precision"], r["input"]) not in keys
         and all(r.get(k) == first.get(k) for k in ("dataset", "command_set", "n"))
     ]
-    order = ["edge", SPECIALISED, BASELINE]
+    order = ["edge", SPECIALISED, HEARD, BASELINE]
     return sorted(rows + kept, key=lambda r: (INPUTS.index(r["input"]), order.index(r["system"]), r["precision"]))
 
 
@@ -274,20 +276,20 @@ def markdown(rows: list[dict], cs: CommandSet, dataset: Path, default: str) -> s
         "cost the model outside its commands.",
     ]
     for r in rows:
-        if r["system"] == SPECIALISED and r["input"] == "text" and r.get("train_seconds"):
+        if r["system"] in (SPECIALISED, HEARD) and r["input"] == "text" and r.get("train_seconds"):
             lines += [
                 "",
-                f"edge-specialised {r['precision']}: fine-tuned in {r['train_seconds']:.0f} s; "
+                f"{r['system']} {r['precision']}: fine-tuned in {r['train_seconds']:.0f} s; "
                 f"{_pct(r['generated_validation_accuracy'])} exact on its generated held-out requests.",
             ]
     names = list(cs.commands)
     for r in rows:
-        if r["system"] in ("edge", SPECIALISED) and r["input"] == "text" and r["precision"] == default:
+        if r["system"] in ("edge", SPECIALISED, HEARD) and r["input"] == "text" and r["precision"] == default:
             name = f"{r['system']} {default}"
             lines += ["", f"## Confusion: {name}, text (commands only)", "", *confusion_table(r, names)]
             lines += ["", f"## Failures: {name}, text", "", *failure_lines(r, SHOWN_FAILURES)]
     for r in rows:
-        if r["system"] in ("edge", SPECIALISED) and r["input"] != "text":
+        if r["system"] in ("edge", SPECIALISED, HEARD) and r["input"] != "text":
             lines += ["", f"## Failures: {r['system']} {r['precision']}, {r['input']}", "", *failure_lines(r, 6)]
     return "\n".join(lines) + "\n"
 
@@ -319,13 +321,15 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
         inputs |= audio_inputs(cs, texts, warmup, chosen)
     precisions = list(dict.fromkeys(args.precision or [DEFAULT_PRECISION, "int4"]))
     bundles = {("edge", p): str(ensure_bundle(p)) for p in precisions}
-    if not args.no_specialised:
-        bundles |= {(SPECIALISED, p): str(ensure_specialised(cs, p)) for p in precisions}
     speech = None
-    if args.audio:
+    if args.audio or args.heard:
         from benchmarks.asr import ensure_bundle as speech_bundle
 
         speech = str(speech_bundle("int8"))
+    if not args.no_specialised:
+        bundles |= {(SPECIALISED, p): str(ensure_specialised(cs, p)) for p in precisions}
+    if args.heard:
+        bundles |= {(HEARD, p): str(ensure_specialised(cs, p, speech)) for p in precisions}
     keys = [(s, p, i) for i in inputs for s, p in [*bundles, (BASELINE, NO_PRECISION)]]
 
     def spec(key: tuple) -> dict:

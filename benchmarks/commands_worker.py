@@ -18,6 +18,7 @@ from typing import Any
 
 BASELINE = "baseline-nearest-example"
 SPECIALISED = "edge-specialised"  # a bundle from `edge-export specialise`, prompted as it was trained
+HEARD = "edge-specialised-heard"  # the same, also trained on the speech model's transcripts (--speech-model)
 
 Parser = Callable[[str], dict]
 

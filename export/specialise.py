@@ -55,6 +55,8 @@ class Recipe:
     # with a speech model: training requests per command also spoken by varied voices and trained on as
     # that model transcribes them (export/spoken.py), beside the clean text
     heard_per_command: int = 0
+    # compute in bfloat16 (weights and optimizer stay float32) where the CPU has bf16 instructions
+    bf16: bool = True
 
     def first_trained_layer(self, num_layers: int) -> int:
         """The lowest decoder layer the fine-tune changes (0 when it trains every weight)."""
@@ -154,6 +156,20 @@ def evaluate(model, seqs: list[Sequence], pad_id: int, device: Any, batch_size: 
     return {"loss": loss_sum / max(tokens, 1), "exact": exact / max(len(seqs), 1)}
 
 
+def bf16_is_fast(device: str) -> bool:
+    """Whether bfloat16 matmuls run natively here: a GPU that has them, or a CPU with AVX512-BF16, AMX or
+    Arm's BF16 extension. Elsewhere they are emulated, slower than float32."""
+    import torch
+
+    if device != "cpu":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16", "bf16"} & set(flags))
+
+
 def fine_tune(
     model, train: list[Sequence], val: list[Sequence], recipe: Recipe, pad_id: int, stages: Progress
 ) -> dict[str, Any]:
@@ -177,6 +193,7 @@ def fine_tune(
         return max(0.0, (total - step) / max(total - recipe.warmup_steps, 1))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    fast_bf16 = recipe.bf16 and bf16_is_fast(device)
     say = stages.say
     say(
         f"      training {n_trained / 1e6:.1f}M of {sum(p.numel() for p in model.parameters()) / 1e6:.0f}M weights "
@@ -191,8 +208,9 @@ def fine_tune(
         model.train()
         for batch in _batches(train, recipe.batch_size, rng):
             ids, mask, labels = _tensors(batch, pad_id, device)
-            logits, target, _ = _answer_logits(model, ids, mask, labels)
-            loss = torch.nn.functional.cross_entropy(logits, target)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=fast_bf16):
+                logits, target, _ = _answer_logits(model, ids, mask, labels)
+            loss = torch.nn.functional.cross_entropy(logits.float(), target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()

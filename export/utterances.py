@@ -63,6 +63,8 @@ VERBS: dict[str, list[str]] = {
     "switch": ["switch", "turn"],
     "turn": ["turn", "switch"],
 }
+# verbs whose object is the thing a value is given to ("set the pump pressure to 3")
+SETTING_VERBS = {"set", "choose", "change", "switch", "turn", "adjust", "select", "use"}
 ON_VERBS = ["turn on", "switch on", "enable", "activate", "start"]
 OFF_VERBS = ["turn off", "switch off", "disable", "deactivate", "stop"]
 STOP_WORDS = {"the", "a", "an", "of", "to", "in", "on", "for", "at", "and", "or", "one", "its", "it", "is", "that",
@@ -215,6 +217,11 @@ class Reading:
     # set_fan_speed), with that other command's words: said alone, such a value is taken for the other
     # command, so it is said exactly (no synonyms) and only with a word of this command's own
     clashes: dict[str, set[str]] = field(default_factory=dict)
+    # objects named only with the description's own verb: "pause the daily schedule for 3 days" does not
+    # make "the daily schedule should be 3 days" a rain delay
+    verb_objects: list[str] = field(default_factory=list)
+    # other names the description gives an enum value in brackets: "moonlight (a dim blue night light)"
+    value_aliases: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def name_words(self) -> list[str]:
@@ -223,6 +230,29 @@ class Reading:
 
 def _first_clause(description: str) -> str:
     return re.split(r"[.:;]|, (?:for example|e\.g\.|such as)|\(", description.strip(), maxsplit=1)[0].strip().lower()
+
+
+def glosses(description: str) -> list[tuple[str, list[str]]]:
+    """What a description explains in brackets: "the air bubbler (air pump)" -> ("the air bubbler", ["air pump"]).
+
+    Each gloss is split at "or" and commas; articles go, and so do numbers and long asides ("(0 to 23)",
+    "(for example after rain)"). A gloss of three words or more also gives its last two ("night light").
+    """
+    out = []
+    for before, inside in re.findall(r"([A-Za-z][\w' -]*?) \(([^()]*)\)", description):
+        names = []
+        for part in re.split(r",| or ", inside.lower()):
+            words = re.sub(r"^(?:a|an|the|also|aka|i\.e\.|called)\s+", "", part.strip()).split()
+            if not words or len(words) > 4 or any(ch.isdigit() for w in words for ch in w):
+                continue
+            if words[0] in ("for", "e.g.", "such", "see", "when", "if", "which", "that", "in", "from", "to"):
+                continue
+            names.append(" ".join(words))
+            if len(words) > 2:
+                names.append(" ".join(words[-2:]))
+        if names:
+            out.append((" ".join(before.lower().split()[-3:]), names))
+    return out
 
 
 def _verb_of(clause: str) -> tuple[str, str]:
@@ -252,8 +282,11 @@ def read_command(c: Command) -> Reading:
         r" (?:in|to|for|by|at|from|with|on|off|or|that|which|now|and)\b| (?:a|one) number", rest, maxsplit=1
     )
     head = re.sub(r"^(?:all|every) ", "", head[0].strip())
+    verb_objects = []
     if desc_verb in VERBS and head and not re.match(r"^(one|a|an)\b", head) and len(head.split()) <= 6:
         obj.append(head)
+        if desc_verb not in SETTING_VERBS:
+            verb_objects.append(head)
         # the thing itself, as people name it when they set it: "the extractor fan speed" -> "the extractor fan"
         thing = re.sub(rf"(?:'s)?(?: (?:{'|'.join(ATTRIBUTES)}))+$", "", head)
         if thing != head and thing.split()[-1] not in STOP_WORDS:
@@ -264,7 +297,25 @@ def read_command(c: Command) -> Reading:
         r"(\d+) (?!is\b)(\w{2,}?)s (the \w+|it)\b", c.description.lower()
     ):  # "0 cancels the delay"
         value_phrases.setdefault(int(n), []).append(f"{v} {thing}")
-    return Reading(c, verb or name_verb, obj or [c.name.replace("_", " ")], particle, clause, pair, value_phrases)
+    value_aliases: dict[str, list[str]] = {}
+    for named, names in glosses(c.description):
+        said = named.split()
+        values = [str(v) for a in c.args for v in a.enum if said[-len(str(v).split()) :] == str(v).lower().split()]
+        if values:
+            value_aliases.setdefault(values[0], []).extend(names)
+        elif obj and said[-1] == obj[-1].split()[-1]:  # the thing the command acts on, by another name
+            obj += names
+    return Reading(
+        c,
+        verb or name_verb,
+        obj or [c.name.replace("_", " ")],
+        particle,
+        clause,
+        pair,
+        value_phrases,
+        verb_objects=verb_objects,
+        value_aliases=value_aliases,
+    )
 
 
 def _pair(clause: str) -> tuple[str, str] | None:
@@ -333,6 +384,9 @@ DURATIONS = {
     120: ["two hours", "a couple of hours"], 150: ["two and a half hours", "two hours and thirty minutes"],
     180: ["three hours"],
 }  # fmt: skip
+# Shares people say in words, by percent.
+PERCENT_WORDS = {25: ["a quarter", "quarter"], 50: ["half", "a half"], 75: ["three quarters"],
+                 100: ["all", "the whole lot", "all of it"], 10: ["a tenth"], 33: ["a third"]}  # fmt: skip
 DAY_WORDS = {1: ["a day", "one day", "tomorrow", "24 hours"], 2: ["a couple of days", "two days"],
              7: ["a week", "one week", "seven days"], 14: ["two weeks", "a fortnight", "fourteen days"]}  # fmt: skip
 
@@ -345,6 +399,20 @@ def unit_of(arg: Arg, r: Reading | None = None) -> str | None:
             if re.search(rf"\b{word}\b|{word}$|^{word}", place):
                 return word
     return None
+
+
+def count_words(arg: Arg, r: Reading | None = None) -> list[str]:
+    """What an argument without a unit counts, when its name is a plural noun: "portions" (and "servings"
+    where the description says "portions is how many servings"), so "two portions" is said, not a bare 2."""
+    name = arg.name.lower().replace("_", " ")
+    if arg.type != "integer" or not re.fullmatch(r"[a-z]+[^s]s", name) or name in ("status", "yes", "this"):
+        return []
+    words = [name]
+    if r is not None:
+        words += re.findall(
+            rf"\b{name} (?:is|are|means?) (?:the )?(?:how many|number of) (\w+)", r.command.description.lower()
+        )
+    return words
 
 
 def is_hour_of_day(arg: Arg) -> bool:
@@ -387,10 +455,15 @@ def say_number(rng: random.Random, arg: Arg, value: int | float, r: Reading | No
     else:
         spoken = number_words(int(value), rng) if rng.random() < 0.4 else str(int(value))
     unit = unit_of(arg, r)
+    if unit is None and (counted := count_words(arg, r)) and rng.random() < 0.7:
+        word = rng.choice(counted)
+        return f"{spoken} {word[:-1] if value == 1 else word}"
     if unit == "minutes" and int(value) in DURATIONS and rng.random() < 0.6:
         return rng.choice(DURATIONS[int(value)])
     if unit == "days" and int(value) in DAY_WORDS and rng.random() < 0.5:
         return rng.choice(DAY_WORDS[int(value)])
+    if unit == "percent" and int(value) in PERCENT_WORDS and rng.random() < 0.5:
+        return rng.choice(PERCENT_WORDS[int(value)])
     if unit is None:
         return spoken
     word = rng.choice(UNIT_WORDS[unit])
@@ -429,7 +502,7 @@ def _value(rng: random.Random, arg: Arg, unit: str | None = None) -> Any:
     if arg.type == "number":
         return round(rng.uniform(low, high), 1)
     low, high = int(low), int(high)
-    specials = DURATIONS if unit == "minutes" else DAY_WORDS if unit == "days" else {}
+    specials = {"minutes": DURATIONS, "days": DAY_WORDS, "percent": PERCENT_WORDS}.get(unit or "", {})
     if specials and rng.random() < 0.3:
         return rng.choice([v for v in specials if low <= v <= high] or [low])
     # round values are what people say most: 180 degrees, 10 minutes, 1200 rpm
@@ -443,8 +516,11 @@ def _value(rng: random.Random, arg: Arg, unit: str | None = None) -> Any:
     return rng.randint(low, high)
 
 
-def enum_words(rng: random.Random, arg: Arg, value: Any, exact: Iterable[str] = ()) -> str:
-    """An enum value as said: whole, or by one word no other value has ("flower borders" -> "borders").
+def enum_words(
+    rng: random.Random, arg: Arg, value: Any, exact: Iterable[str] = (), aliases: dict[str, list[str]] | None = None
+) -> str:
+    """An enum value as said: whole, by one word no other value has ("flower borders" -> "borders"), or by a
+    name the description gives it (``aliases``).
 
     A value in ``exact`` (one that names another command too) is said as it is: a synonym of the
     other command's device ("fan" -> "extractor") would teach the model the other command's words.
@@ -452,6 +528,8 @@ def enum_words(rng: random.Random, arg: Arg, value: Any, exact: Iterable[str] = 
     text = str(value)
     if text in exact:
         return text
+    if aliases and text in aliases and rng.random() < 0.35:
+        return rng.choice(aliases[text])
     if text in NOUNS and rng.random() < 0.3:
         return rng.choice(NOUNS[text])
     words = text.split()
@@ -471,7 +549,7 @@ def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -
         if a.type == "enum":
             # "one zone of the garden", "a room", "one machine" -> the value
             pattern = rf"\b(?:one|a|an|the|each) {re.escape(a.name.lower())}\w*(?: of (?:the|your) \w+)?"
-            said = _the(rng, enum_words(rng, a, v, r.clashes))
+            said = _the(rng, enum_words(rng, a, v, r.clashes, r.value_aliases))
             text, n = re.subn(pattern, said, text, count=1)
             if not n:
                 text, n = re.subn(r"\bit\b", said, text, count=1)  # "leave it out"
@@ -494,8 +572,10 @@ def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -
 def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     unit = unit_of(arg, r)
     value = _value(rng, arg, unit)
-    levels = level_names(arg, r.command.description)
-    obj = _object(rng, r)
+    # "max", "medium" name points of a scale, not counts: no "max portions"
+    levels = {} if count_words(arg, r) else level_names(arg, r.command.description)
+    named = rng.choice(r.obj)
+    obj = _synonym(rng, named)
     the = _the(rng, obj)
     if value in r.value_phrases and rng.random() < 0.5:  # "cancel the delay" for 0
         return rng.choice(r.value_phrases[value]), {arg.name: value}
@@ -520,6 +600,10 @@ def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
         return _fill(r.clause, r, rng, {arg.name: value}), {arg.name: value}
     verb = _verb(rng, r.verb)
     prep = "for" if unit in TIME_UNITS else rng.choice(["to", "to", "at"])
+    if named in r.verb_objects:
+        frames = [f"{verb} {the} {prep} {said}", f"{prep} {said}, {verb} {the}", f"{verb} {the} {prep} {said} please",
+                  f"could you {verb} {the} {prep} {said}", f"I want to {verb} {the} {prep} {said}"]  # fmt: skip
+        return rng.choice(frames), {arg.name: value}
     text = rng.choice(
         [
             f"{verb} {the} {prep} {said}", f"{verb} {the} {prep} {said}", f"{obj} {prep} {said}", f"{obj} {said}",
@@ -535,7 +619,7 @@ def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
 def _choose(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     """One choice from a list: start a machine, pick a mode, water a zone."""
     value = _value(rng, arg)
-    said = enum_words(rng, arg, value, r.clashes)
+    said = enum_words(rng, arg, value, r.clashes, r.value_aliases)
     the = _the(rng, said)
     if rng.random() < 0.3:
         return _fill(r.clause, r, rng, {arg.name: value}), {arg.name: value}
@@ -577,7 +661,7 @@ def _switch(rng: random.Random, r: Reading, place: Arg | None, state: Arg) -> tu
     obj = _object(rng, r)
     if place is None:
         return _boolean_phrase(rng, r, on, obj), args
-    p = enum_words(rng, place, where, r.clashes)
+    p = enum_words(rng, place, where, r.clashes, r.value_aliases)
     if r.pair and rng.random() < 0.4:
         return _fill(r.pair[0 if on else 1], r, rng, args), args
     verb = rng.choice(ON_VERBS if on else OFF_VERBS)
@@ -599,7 +683,7 @@ def _place_and_number(rng: random.Random, r: Reading, place: Arg, number: Arg) -
     args = {a.name: args[a.name] for a in r.command.args}
     if rng.random() < 0.35:
         return _fill(r.clause, r, rng, args), args
-    p = _the(rng, enum_words(rng, place, args[place.name], r.clashes))
+    p = _the(rng, enum_words(rng, place, args[place.name], r.clashes, r.value_aliases))
     n = say_number(rng, number, args[number.name], r)
     verb = _verb(rng, r.verb)
     prep = "for" if unit in TIME_UNITS else "to"

@@ -140,3 +140,66 @@ def test_a_clashing_value_gets_no_synonym_of_the_other_commands_device():
     examples = generate(CommandSet.from_dict(panel_like), per_command=150, seed=1)
     fan_mode = [e.text.lower() for e in examples if e.command["args"].get("mode") == "fan"]
     assert fan_mode and not any(re.search(r"\b(extractor|vent)\b", t) for t in fan_mode)
+
+
+def test_bracketed_names_in_a_description_become_ways_to_say_the_thing():
+    from export.utterances import glosses
+
+    assert glosses("Turn the air bubbler (air pump) on or off.") == [("the air bubbler", ["air pump"])]
+    assert glosses("Set the light: daylight, moonlight (a dim blue night light) or off.") == [
+        ("moonlight", ["dim blue night light", "night light"])
+    ]
+    # numbers and asides are not names
+    assert glosses("Set the hour (0 to 23) at which it starts (for example after rain).") == []
+    cs = CommandSet.from_dict(
+        {
+            "name": "tank",
+            "commands": {
+                "set_light": {"description": "Set the light: day, moon (night light) or off.",
+                              "args": {"mode": {"enum": ["day", "moon", "off"]}}},
+                "set_bubbler": {"description": "Turn the air bubbler (air pump) on or off.",
+                                "args": {"on": {"type": "boolean"}}},
+                "unknown": {"description": "Not one of the commands above.", "args": {}},
+            },
+        }
+    )  # fmt: skip
+    data = generate(cs, per_command=200, seed=0)
+    moon = [ex.text.lower() for ex in data if ex.command == {"command": "set_light", "args": {"mode": "moon"}}]
+    bubbler = [ex.text.lower() for ex in data if ex.command["command"] == "set_bubbler"]
+    assert any("night light" in t for t in moon) and any("moon" in t for t in moon)
+    assert any("air pump" in t for t in bubbler) and any("bubbler" in t for t in bubbler)
+
+
+def test_shares_are_also_said_in_words():
+    cs = CommandSet.from_dict(
+        {
+            "name": "tank",
+            "commands": {
+                "log_change": {"description": "Record a water change, in percent of the tank.",
+                               "args": {"percent": {"type": "integer", "minimum": 5, "maximum": 100}}},
+                "unknown": {"description": "Not one of the commands above.", "args": {}},
+            },
+        }
+    )  # fmt: skip
+    data = [ex for ex in generate(cs, per_command=300, seed=0) if ex.command["command"] == "log_change"]
+    assert any("half" in ex.text.lower() and ex.command["args"]["percent"] == 50 for ex in data)
+    assert any("quarter" in ex.text.lower() and ex.command["args"]["percent"] == 25 for ex in data)
+    assert not any("quarter" in ex.text.lower() and ex.command["args"]["percent"] not in (25, 75) for ex in data)
+
+
+def test_a_plural_argument_name_is_what_is_counted():
+    cs = CommandSet.from_dict(
+        {
+            "name": "tank",
+            "commands": {
+                "feed_fish": {"description": "Drop food now; portions is how many servings.",
+                              "args": {"portions": {"type": "integer", "minimum": 1, "maximum": 3}}},
+                "unknown": {"description": "Not one of the commands above.", "args": {}},
+            },
+        }
+    )  # fmt: skip
+    data = [ex for ex in generate(cs, per_command=300, seed=0) if ex.command["command"] == "feed_fish"]
+    said = " ".join(ex.text.lower() for ex in data)
+    assert "2 portions" in said or "two portions" in said
+    assert "servings" in said and ("1 portion" in said or "one portion" in said or "1 serving" in said)
+    assert not any(re.search(r"\bmax\b|\bhalfway\b", ex.text.lower()) for ex in data)  # counts, not levels
