@@ -688,8 +688,8 @@ def main(argv: list[str] | None = None) -> int:
         model = TextModel(bundle, threads=args.threads, max_context=args.max_context, provider=args.provider)
         if model.manifest.precision == "fp16" and model.decoder.device == "cpu":
             print(
-                "edge-run: note: an fp16 bundle is made for a GPU (--provider cuda); on a CPU an int4 one "
-                "(edge-export ... --precision int4) is several times faster",
+                "edge-run: note: an fp16 bundle is made for a GPU (--provider cuda); on a CPU use an int4 one "
+                "(edge-export ... --precision int4), made for CPUs",
                 file=sys.stderr,
             )
         if args.debug:
