@@ -168,20 +168,22 @@ def ensure_bundle(precision: str, source: str = SOURCE) -> Path:
 def systems(models: tuple[str, ...] = (SOURCE,)) -> list[tuple[str, str, str, str, Path]]:
     """(model, system, precision, audio_context, artifact) for every system that can run here.
 
-    whisper-tiny.en alone: edge at int8 (fitted and full window) and fp32, and faster-whisper at int8 and
-    float32. Other models: edge int8 fitted and faster-whisper int8 for each.
+    whisper-tiny.en alone: edge at int8 (fitted window, fitted with no minimum, full window) and fp32, and
+    faster-whisper at int8 and float32. Other models: edge int8 fitted (with and without the minimum window)
+    and faster-whisper int8 for each.
     """
-    from benchmarks.asr_worker import FASTER_WHISPER
+    from benchmarks.asr_worker import FASTER_WHISPER, SHORT
 
     if models == (SOURCE,):
         rows = [
             (SOURCE, "edge", "int8", "fit", ensure_bundle("int8")),
+            (SOURCE, "edge", "int8", SHORT, ensure_bundle("int8")),
             (SOURCE, "edge", "int8", "full", ensure_bundle("int8")),
             (SOURCE, "edge", "fp32", "fit", ensure_bundle("fp32")),
         ]
         peers = ("int8", "float32")
     else:
-        rows = [(m, "edge", "int8", "fit", ensure_bundle("int8", m)) for m in models]
+        rows = [(m, "edge", "int8", c, ensure_bundle("int8", m)) for m in models for c in ("fit", SHORT)]
         peers = ("int8",)
     try:
         import faster_whisper  # noqa: F401
@@ -309,7 +311,9 @@ def run(args) -> None:
     rows = [summarize(k, samples[k], refs, chosen, entries[k], cases[k[4]]) for k in entries if k in samples]
     title = (
         f"{', '.join(models)}, {len(chosen)} commands x {len(wavs)} synthetic voices, 1 thread, greedy, "
-        f"medians of {runs} fresh-process runs (WER from the first)"
+        f"medians of {runs} fresh-process runs (WER from the first). Audio context: fit = the clip, 1 s of "
+        f"silence, zero features up to 10 s; short = the clip and 1 s of silence only (edge before); "
+        f"full = a 30 s window"
     )
     name = "asr" if models == (SOURCE,) else "asr-" + "-".join(m.removeprefix("whisper-") for m in models)
     write(name, rows, args, markdown(rows, title))

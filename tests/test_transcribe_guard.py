@@ -1,4 +1,4 @@
-"""Whisper's repeat guard on decoded pieces: loops, doubled words and restarts are cut, speech is kept."""
+"""Whisper's repeat guard on decoded pieces (loops, doubled words, restarts are cut) and the fitted window."""
 
 from __future__ import annotations
 
@@ -71,3 +71,72 @@ def test_the_decode_loop_cuts_where_the_guard_says(monkeypatch):
             return logits
 
     assert SpeechRecognizer.decode(Fake(), {}, 20) == [1]
+
+
+def _recognizer(audio_context: str, min_window_s: float):
+    """A SpeechRecognizer with only what ``features`` reads: no bundle, no sessions."""
+    from edge.bundle import SpeechConfig
+    from edge.speech.transcribe import SpeechRecognizer
+
+    r = object.__new__(SpeechRecognizer)
+    r.speech = SpeechConfig(
+        sample_rate=16000,
+        num_mels=80,
+        n_fft=400,
+        hop_length=160,
+        window_s=30.0,
+        max_source_positions=1500,
+        start_ids=[0],
+        end_id=1,
+        suppress_ids=[],
+        begin_suppress_ids=[],
+        max_new_tokens=224,
+    )
+    r.audio_context, r.min_window_s = audio_context, min_window_s
+    return r
+
+
+def _tone(seconds: float):
+    import numpy as np
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def test_the_fitted_window_is_at_least_ten_seconds_of_zero_features_past_the_silence():
+    """A 3 s clip: 3 s of audio and 1 s of silence as Whisper computes them, then zeros up to 10 s."""
+    import numpy as np
+
+    from edge.speech.audio import log_mel_spectrogram
+    from edge.speech.transcribe import FILL, FIT_MIN_WINDOW_S, FIT_TRAILING_SILENCE_S
+
+    audio = _tone(3.0)
+    mel = _recognizer("fit", FIT_MIN_WINDOW_S).features(audio)[0]
+    assert mel.shape == (80, int(FIT_MIN_WINDOW_S * 100))
+    heard = int((3.0 + FIT_TRAILING_SILENCE_S) * 100)
+    padded = np.pad(audio, (0, int(FIT_TRAILING_SILENCE_S * 16000)))
+    np.testing.assert_array_equal(mel[:, :heard], log_mel_spectrogram(padded))
+    assert (mel[:, heard:] == FILL).all()
+    assert mel[:, heard - 1].min() < FILL  # the silence is the log-mel floor, below the fill
+
+
+def test_no_minimum_window_fits_the_clip_alone_and_long_clips_are_not_padded():
+    from edge.speech.transcribe import FIT_TRAILING_SILENCE_S
+
+    assert _recognizer("fit", 0.0).features(_tone(3.0)).shape == (1, 80, int((3.0 + FIT_TRAILING_SILENCE_S) * 100))
+    assert _recognizer("fit", 10.0).features(_tone(12.0)).shape == (1, 80, 1300)
+    assert _recognizer("fit", 10.0).features(_tone(40.0)).shape == (1, 80, 3000)  # one window at most
+    assert _recognizer("full", 10.0).features(_tone(3.0)).shape == (1, 80, 3000)
+    assert _recognizer("fit", 10.0).features(_tone(3.01)).shape[2] % 2 == 0  # the encoder's stride 2
+
+
+def test_the_minimum_window_is_checked():
+    from types import SimpleNamespace
+
+    from edge.bundle import SPEECH_RECOGNITION
+    from edge.speech.transcribe import SpeechRecognizer
+
+    speech = _recognizer("fit", 0.0).speech
+    bundle = SimpleNamespace(manifest=SimpleNamespace(task=SPEECH_RECOGNITION, speech=speech), path="b")
+    with pytest.raises(ValueError, match="min_window_s"):
+        SpeechRecognizer(bundle, min_window_s=31.0)
