@@ -1,4 +1,4 @@
-"""Repairing the tokenizer transformers reads from a Gemma GGUF.
+"""Repairing the tokenizers transformers reads from GGUF files (Gemma's model, Phi-3's spaces).
 
 A GGUF of the ``llama`` tokenizer model stores a SentencePiece vocabulary with scores and no merges.
 For Gemma, SentencePiece runs it as BPE (the score is the merge rank) and llama.cpp does the same,
@@ -40,4 +40,28 @@ def repair(tokenizer: Any) -> bool:
     backend.model = models.BPE(
         ids, _merges(vocab, ids), unk_token=unk, fuse_unk=True, byte_fallback=bool(state.get("byte_fallback"))
     )
+    return True
+
+
+def restore_spaces(tokenizer: Any) -> bool:
+    """Give a SentencePiece-style tokenizer that lost its space handling the normaliser it needs; True if changed.
+
+    transformers 4.57 builds a Phi-3 GGUF's tokenizer with no normaliser and no pre-tokenizer, while its
+    vocabulary spells spaces as "▁" and its decoder turns "▁" back into spaces: a space then matches no
+    piece and is dropped ("Paris is" encodes as "Parisis"). SentencePiece (and llama.cpp) prefix the text
+    with "▁" and replace every space by one, which is the normaliser added here.
+    """
+    from tokenizers import normalizers
+
+    backend = tokenizer.backend_tokenizer
+    state = json.loads(backend.to_str())
+    if state.get("normalizer") or state.get("pre_tokenizer"):
+        return False
+    vocab = state["model"].get("vocab") or {}
+    pieces = vocab if isinstance(vocab, dict) else dict(vocab)
+    if not any(p.startswith("\u2581") for p in pieces) or "\u2581" not in json.dumps(
+        state.get("decoder"), ensure_ascii=False
+    ):
+        return False
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
     return True

@@ -202,6 +202,7 @@ def load(src: Source, via_optimum: bool = False) -> LoadedSource:
         raise SourceError(f"{path}: no fast tokenizer (tokenizer.json)", "add tokenizer.json to the model folder")
     if src.kind == "gguf":
         gguf_tokenizer.repair(tokenizer)  # Gemma's vocabulary comes back as Unigram; it is BPE
+        gguf_tokenizer.restore_spaces(tokenizer)  # Phi-3's comes back without its space handling
     model.eval()
     found = family(model.config, str(path), optimum_ok=src.kind != "gguf")
     if via_optimum and src.kind != "gguf" and optimum_graph.supports(model.config.model_type):

@@ -451,3 +451,19 @@ def test_phi3_gguf_without_a_pad_token_names_the_fix(tmp_path):
     subprocess.run([*cmd, str(path), str(fixed)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
     export_bundle(str(fixed), out, "fp32", progress=lambda _: None)
     assert (out / "edge.json").is_file()
+
+
+def test_phi3_gguf_tokenizer_keeps_its_spaces(tmp_path):
+    """transformers builds a Phi-3 GGUF's tokenizer without SentencePiece's space handling; the bundle's has it."""
+    import edge
+    from export import export_bundle
+
+    path = tmp_path / "tiny-phi3.gguf"
+    write_family_gguf(path, "phi3")
+    out = tmp_path / "bundle"
+    export_bundle(str(path), out, "fp32", progress=lambda _: None)
+    tokenizer = edge.load(out).tokenizer
+    text = "Paris is the capital of France"
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text
+    assert len(ids) <= 8  # whole words, not letters glued together
