@@ -82,11 +82,12 @@ def task(src: Source) -> str:
     return TEXT_GENERATION
 
 
-def _check_gguf(path: Path) -> bool:
+def _check_gguf(path: Path) -> tuple[bool, dict[str, Any]]:
     """Refuse unsupported GGUF architectures before transformers spends time on them.
 
     Returns the file's ``tokenizer.ggml.add_bos_token`` (false when absent): transformers' GGUF
-    loader builds a tokenizer that adds the BOS whatever the file says (SmolLM2's says false).
+    loader builds a tokenizer that adds the BOS whatever the file says (SmolLM2's says false); and
+    the config settings the file holds that transformers' loader does not read (:func:`_dropped_settings`).
     """
     from gguf import GGUFReader
 
@@ -110,7 +111,36 @@ def _check_gguf(path: Path) -> bool:
             "(gguf-new-metadata comes with the export extra), or export the model's Hugging Face folder instead",
         )
     add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
-    return bool(add_bos.parts[add_bos.data[0]][0]) if add_bos and add_bos.data else False
+    adds_bos = bool(add_bos.parts[add_bos.data[0]][0]) if add_bos and add_bos.data else False
+    return adds_bos, _dropped_settings(path, reader, arch)
+
+
+def _gguf_value(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode() if field.types and field.types[0].name == "STRING" else value[0].item()
+
+
+def _dropped_settings(path: Path, reader: Any, arch: str) -> dict[str, Any]:
+    """Config settings a GGUF holds that transformers 4.57's GGUF loader drops: linear rotary scaling
+    (Gemma 3 1B and up scale their global layers' positions by 8) and logit soft caps. Without them the
+    source model, and so the export checked against it, would be a different model from the file's."""
+    settings: dict[str, Any] = {}
+    kind = _gguf_value(reader, f"{arch}.rope.scaling.type")
+    factor = _gguf_value(reader, f"{arch}.rope.scaling.factor")
+    if kind == "linear" and factor and factor != 1.0:
+        settings["rope_scaling"] = {"rope_type": "linear", "factor": float(factor)}
+    elif kind not in (None, "none", "linear"):
+        raise SourceError(
+            f"{path}: rotary scaling {kind!r} (factor {factor}) is not supported from a GGUF",
+            "export the model's Hugging Face folder, whose config.json transformers reads in full",
+        )
+    for name in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if (cap := _gguf_value(reader, f"{arch}.{name}")) is not None:
+            settings[name] = float(cap)
+    return settings
 
 
 def family(config: Any, where: str, optimum_ok: bool = False) -> ModuleType | None:
@@ -181,11 +211,19 @@ def load(src: Source, via_optimum: bool = False) -> LoadedSource:
 
     path = Path(src.path)
     gguf_adds_bos = False
+    model_kwargs: dict[str, Any] = {}
     if src.kind == "gguf":
-        gguf_adds_bos = _check_gguf(path)
+        gguf_adds_bos, settings = _check_gguf(path)
         src.sha256 = sha256_file(path)
         kwargs = {"gguf_file": path.name}
         folder = path.parent
+        if settings:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(folder, gguf_file=path.name)
+            for name, value in settings.items():
+                setattr(getattr(config, "text_config", config), name, value)
+            model_kwargs["config"] = config
     else:
         config = json.loads((path / "config.json").read_text())
         family(SimpleNamespace(**config), str(path), optimum_ok=True)
@@ -193,7 +231,7 @@ def load(src: Source, via_optimum: bool = False) -> LoadedSource:
         folder = path
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs, **model_kwargs)
     except (OSError, ValueError, KeyError, NotImplementedError) as e:
         raise SourceError(
             f"{path}: could not load the model ({e})", "check the model files are complete and supported"

