@@ -193,6 +193,8 @@ def test_complete_commands_and_requests_still_going_on():
     unknown = "unknown"
     assert is_complete("Turn on the kitchen light.", LIGHT, unknown)
     assert is_complete("Set a timer for fifteen minutes.", {"command": "start_timer", "args": {"minutes": 15}}, unknown)
+    # a time of day is said as a clock time once normalised ("9 pm" -> "21:00")
+    assert is_complete("Start the watering at 9 pm.", {"command": "set_schedule_time", "args": {"hour": 21}}, unknown)
     # the model must fill in a number the grammar requires; one that was not said means the request is not over
     assert not is_complete("Set a timer for", {"command": "start_timer", "args": {"minutes": 5}}, unknown)
     assert not is_complete("Set a timer for...", {"command": "start_timer", "args": {"minutes": 5}}, unknown)

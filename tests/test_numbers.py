@@ -119,3 +119,29 @@ SOUP = ["one", "two", "hundred", "and", "a", "half", "thousand", "point", "dozen
 @given(st.lists(st.sampled_from(SOUP), max_size=12))
 def test_number_word_soup_is_normalised_without_error(words):
     assert isinstance(normalise(" ".join(words)), str)
+
+
+@pytest.mark.parametrize(
+    "said, normalised",
+    [
+        ("water every day at five am", "water every day at 05:00"),
+        ("move the watering to 9 pm", "move the watering to 21:00"),
+        ("run it at eleven at night", "run it at 23:00"),
+        ("start at six o'clock in the evening", "start at 18:00"),
+        ("set it to 7:30 p.m. please", "set it to 19:30 please"),
+        ("4 in the afternoon", "16:00"),
+        ("at 12 am", "at 00:00"),
+        ("at 12 pm", "at 12:00"),
+        ("at 12 at night", "at 00:00"),
+        ("at 8am", "at 08:00"),
+        ("until midnight", "until 00:00"),
+        ("at noon", "at 12:00"),
+    ],
+)
+def test_times_of_day_become_24_hour_clock_times(said, normalised):
+    assert normalise(said) == normalised
+
+
+@pytest.mark.parametrize("text", ["I am here", "at 8amps", "the 14 pm mystery", "midnight blue paint", "3 ampere"])
+def test_words_that_only_look_like_times_are_left(text):
+    assert normalise(text) == text

@@ -42,7 +42,10 @@ def is_complete(transcript: str, command: dict, unknown: str | None) -> bool:
     words = normalise(text).lower().rstrip(".!?").split()
     if not words or words[-1] in DANGLING:
         return False
-    said = {w.strip(".,!?:;") for w in words}
+    # a clock time counts its hour and minutes as said: "21:00", "05:30"
+    said = {part.lstrip("0") or "0" for w in words for part in w.strip(".,!?:;").split(":")} | {
+        w.strip(".,!?:;") for w in words
+    }
     for value in command["args"].values():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _number_text(value) not in said:
             return False

@@ -29,6 +29,10 @@ The rules, in the order they apply:
   "an hour and ten minutes" -> "70 minutes"; "an hour" -> "1 hour", "two hours" -> "2 hours". Minutes
   are what appliances count in; a whole hour is left for the model, which sees "1 hour" and "2 hours"
   in training.
+- **Times of day** become 24-hour clock times: "9 pm" and "nine o'clock in the evening" -> "21:00",
+  "5 a.m." -> "05:00", "11 at night" -> "23:00", "7:30 pm" -> "19:30", and "midnight" and "noon" after
+  "at", "to", "for", "until", "from", "by", "before" or "after" -> "00:00" and "12:00": the model reads
+  the hour off the digits instead of doing the arithmetic.
 
 Everything else is left exactly as it was, spacing and capitals included.
 """
@@ -239,6 +243,26 @@ _DURATIONS: list[tuple[re.Pattern, object]] = [
 ]  # fmt: skip
 
 
+_PART_OF_DAY = r"in the morning|in the afternoon|in the evening|at night|tonight"
+_CLOCK = re.compile(
+    rf"\b(\d{{1,2}})(?::(\d{{2}}))?\s*(?:o'?clock\s*)?(?:(a\.?m\.?|p\.?m\.?)(?![a-z])|({_PART_OF_DAY})\b)", re.I
+)
+_NAMED_TIME = re.compile(r"\b(at|to|for|until|from|by|before|after) (midnight|noon|midday)\b", re.I)
+
+
+def _clock(m: re.Match) -> str:
+    hour, minute = int(m[1]), m[2] or "00"
+    if hour > 12 or int(minute) > 59:
+        return m[0]  # "14 pm" is not a time anyone means; leave it to the model
+    afternoon = (m[3] or "").lower().startswith("p") or (m[4] or "").lower() in (
+        "in the afternoon", "in the evening", "at night", "tonight"
+    )  # fmt: skip
+    hour = hour % 12 + (12 if afternoon else 0)
+    if (m[4] or "").lower() in ("at night", "tonight") and m[1] == "12":
+        hour = 0  # "12 at night" is midnight
+    return f"{hour:02d}:{minute}"
+
+
 def _hours(said: str) -> float:
     return 1 if said.lower() == "an" else float(said)
 
@@ -248,4 +272,5 @@ def normalise(text: str) -> str:
     text = _digits(text)
     for pattern, replace in _DURATIONS:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
-    return text
+    text = _CLOCK.sub(_clock, text)
+    return _NAMED_TIME.sub(lambda m: f"{m[1]} {'00:00' if m[2].lower() == 'midnight' else '12:00'}", text)
