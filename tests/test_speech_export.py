@@ -15,7 +15,7 @@ import pytest
 
 import edge
 from edge.bundle import SPEECH_RECOGNITION, VAD_FILE, open_bundle
-from edge.speech.transcribe import SpeechRecognizer
+from edge.speech.transcribe import SpeechRecognizer, said_again
 from edge.speech.vad import packaged_vad_path
 from tests.conftest import ROOT
 
@@ -39,10 +39,17 @@ def test_onnx_greedy_tokens_match_transformers(whisper_bundle, whisper_folder):
     recognizer = edge.load(whisper_bundle("fp32"), audio_context="full")
     _, audio = check_clip()
     expected = source_transcribe(model, recognizer.speech, audio)
-    # the runtime caps runaway output by audio length and cuts loops; compare what it kept
+    # the runtime caps runaway output by audio length, cuts loops and passes over stutters (a random tiny
+    # model says one token again and again): up to where it first did, it decodes as the source does
     got = recognizer.transcribe(audio).tokens
     assert len(got) > 0
-    assert got == expected[: len(got)]
+    same = next(
+        (i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), min(len(got), len(expected))
+    )
+    assert same > 0
+    if same < min(len(got), len(expected)):
+        pieces = [recognizer.tokenizer.decode([t]) for t in expected[:same]]
+        assert said_again(pieces, recognizer.tokenizer.decode([expected[same]])), (got, expected)
 
 
 def test_decoder_prefill_equals_one_token_at_a_time(whisper_bundle):
