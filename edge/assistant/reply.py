@@ -18,6 +18,9 @@ ANSWER_SYSTEM = (
 )
 MAX_SENTENCES = 2
 MAX_ANSWER_TOKENS = 64  # two short sentences; also bounds the time a rambling model can hold the loop
+# greedy decoding alone lets a 135M model fall into saying one word over and over ("the heat heat heat ...")
+# out loud; a mild penalty on tokens already in the exchange keeps the two sentences moving
+ANSWER_SAMPLING = SamplingOptions(temperature=0, repetition_penalty=1.15)
 # a sentence ends at . ! or ? followed by a space: "3.5" and "e.g." mid-word do not end one
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -47,9 +50,9 @@ class Answerer:
         self.system = system
 
     def answer(self, question: str) -> Iterator[str]:
-        """The reply's sentences, each yielded as soon as the model has finished it (greedy decoding)."""
+        """The reply's sentences, each yielded as soon as the model has finished it (greedy, repeats penalised)."""
         pieces = self.model.stream(
-            question, system=self.system, max_new_tokens=MAX_ANSWER_TOKENS, sampling=SamplingOptions(temperature=0)
+            question, system=self.system, max_new_tokens=MAX_ANSWER_TOKENS, sampling=ANSWER_SAMPLING
         )
         yield from sentences(pieces)
 
