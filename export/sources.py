@@ -95,8 +95,7 @@ def _check_gguf(path: Path) -> tuple[bool, dict[str, Any]]:
         reader = GGUFReader(str(path))
     except Exception as e:
         raise SourceError(f"{path}: not a readable GGUF file ({e})", "check the file is a complete GGUF") from None
-    field = reader.fields.get("general.architecture")
-    arch = bytes(field.parts[field.data[0]]).decode() if field else "?"
+    arch = _gguf_value(reader, "general.architecture") or "?"
     if arch not in GGUF_ARCHITECTURES:
         raise SourceError(
             f"{path}: GGUF architecture {arch!r} is not supported",
@@ -110,17 +109,19 @@ def _check_gguf(path: Path) -> tuple[bool, dict[str, Any]]:
             f"write a copy that names one: gguf-new-metadata --special-token padding '<|endoftext|>' {path} fixed.gguf "
             "(gguf-new-metadata comes with the export extra), or export the model's Hugging Face folder instead",
         )
-    add_bos = reader.fields.get("tokenizer.ggml.add_bos_token")
-    adds_bos = bool(add_bos.parts[add_bos.data[0]][0]) if add_bos and add_bos.data else False
+    adds_bos = bool(_gguf_value(reader, "tokenizer.ggml.add_bos_token"))
     return adds_bos, _dropped_settings(path, reader, arch)
 
 
 def _gguf_value(reader: Any, key: str) -> Any:
+    """A GGUF metadata field's first value (a str or a number), or None when the file has none."""
     field = reader.fields.get(key)
     if field is None or not field.data:
         return None
     value = field.parts[field.data[0]]
-    return bytes(value).decode() if field.types and field.types[0].name == "STRING" else value[0].item()
+    if field.types and field.types[0].name == "STRING":
+        return bytes(value).decode(errors="replace")
+    return value[0].item() if value.size else None
 
 
 def _dropped_settings(path: Path, reader: Any, arch: str) -> dict[str, Any]:
@@ -130,6 +131,8 @@ def _dropped_settings(path: Path, reader: Any, arch: str) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     kind = _gguf_value(reader, f"{arch}.rope.scaling.type")
     factor = _gguf_value(reader, f"{arch}.rope.scaling.factor")
+    if not isinstance(factor, (int, float)):
+        factor = None  # absent, or not a number: no scaling to apply
     if kind == "linear" and factor and factor != 1.0:
         settings["rope_scaling"] = {"rope_type": "linear", "factor": float(factor)}
     elif kind not in (None, "none", "linear"):
@@ -138,7 +141,7 @@ def _dropped_settings(path: Path, reader: Any, arch: str) -> dict[str, Any]:
             "export the model's Hugging Face folder, whose config.json transformers reads in full",
         )
     for name in ("attn_logit_softcapping", "final_logit_softcapping"):
-        if (cap := _gguf_value(reader, f"{arch}.{name}")) is not None:
+        if isinstance(cap := _gguf_value(reader, f"{arch}.{name}"), (int, float)):
             settings[name] = float(cap)
     return settings
 

@@ -221,13 +221,15 @@ class SpeechRecognizer:
             if not tokens:
                 logits[self._begin_suppress] = -np.inf
             token = int(logits.argmax())
-            if token != s.end_id and said_again(pieces, self.tokenizer.decode([token])):
+            piece = self.tokenizer.decode([token])
+            if token != s.end_id and said_again(pieces, piece):
                 logits[token] = -np.inf
                 token = int(logits.argmax())
+                piece = self.tokenizer.decode([token])
             if token == s.end_id:
                 break
             tokens.append(token)
-            pieces.append(self.tokenizer.decode([token]))
+            pieces.append(piece)
             if repeat := repeated_tail(pieces):
                 del tokens[-repeat:]
                 return tokens
