@@ -4,6 +4,7 @@
   python -m benchmarks setup                  build the peers' models (needs the peers installed)
   python -m benchmarks decode [--quick]       edge side by side with the peers, then Gemma 3 270M
   python -m benchmarks decode-gemma           Gemma 3 270M alone: edge int4/int8-weight vs llama.cpp, same GGUF
+  python -m benchmarks decode-optimum         SmolLM2 through edge's fused graph and through optimum-onnx
   python -m benchmarks startup [--runs 5]     process start to first token by stage, peak RSS: edge int4 and fp32
   python -m benchmarks profile                where a decode step's time goes: edge and onnxruntime-genai, by role
   python -m benchmarks ablation               edge's int4 with one thing changed: what exactness costs
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import (
+    BUNDLES,
     FIELDS,
     HERE,
     PROMPT,
@@ -151,11 +153,10 @@ def decode(args) -> None:
     decode_gemma(args)
 
 
-GEMMA = "gemma3-270m"
-
-
 def decode_gemma(args) -> None:
-    """Gemma 3 270M: edge's gated precisions beside llama.cpp on the same Q4_K_M GGUF -> results/decode-gemma.*"""
+    """Gemma 3 270M: edge's gated precisions beside llama.cpp on the same Q4_K_M GGUF, and onnxruntime-genai's
+    int4 of its dequantized weights where `setup` built it -> results/decode-gemma.*"""
+    from benchmarks.setup_peers import GEMMA, GEMMA_GENAI
     from export.aliases import alias_path
     from export.errors import SourceError
 
@@ -169,6 +170,11 @@ def decode_gemma(args) -> None:
         entries.append(("llama.cpp", "q4_k_m", gguf))
     else:
         print("peer not set up: llama.cpp for Gemma (llama-cpp-python: benchmarks/README.md)", file=sys.stderr)
+    genai = PEERS_DIR / f"{GEMMA_GENAI}-int4"
+    if (genai / "genai_config.json").is_file():
+        entries.append(("onnxruntime-genai", "int4", genai))
+    else:
+        print(f"peer not set up: onnxruntime-genai for Gemma ({genai}; `python -m benchmarks setup`)", file=sys.stderr)
     ids = prompt_ids(entries[0][2])  # <bos> first: both systems get the same ids
     args.prompt_tokens = len(ids)
     rows = run_matrix(entries, args, ids)
@@ -177,6 +183,33 @@ def decode_gemma(args) -> None:
         f"runs, prompt {args.prompt_tokens} tokens"
     )
     write("decode-gemma", rows, args, markdown(rows, title))
+
+
+def decode_optimum(args) -> None:
+    """What the optimum-onnx path (for architectures without a fused builder) costs: the same SmolLM2 weights,
+    a Hugging Face folder dequantized from the packaged GGUF, exported by both -> results/decode-optimum.*"""
+    from benchmarks.setup_peers import hf_folder
+    from export import export_bundle
+
+    if importlib.util.find_spec("optimum.exporters.onnx") is None:
+        sys.exit("optimum-onnx is not installed: pip install -e '.[bench]'")
+    hf = hf_folder()
+    entries = []
+    for precision in ("fp32", "int8-weight"):
+        for builder in ("fused", "optimum"):
+            out = BUNDLES / f"smollm2-hf-{builder}-{precision}"
+            if not (out / "edge.json").is_file():
+                print(f"exporting {hf} at {precision} through {builder} -> {out}", file=sys.stderr)
+                export_bundle(str(hf), out, precision, force=True, via_optimum=builder == "optimum")
+            entries.append(("edge", f"{precision}, {builder}", out))
+    ids = prompt_ids(entries[0][2])
+    args.prompt_tokens = len(ids)
+    rows = run_matrix(entries, args, ids)
+    title = (
+        f"{SOURCE} as a Hugging Face folder, edge's fused graph vs optimum-onnx's, {args.tokens} new tokens "
+        f"forced, greedy, medians of {args.runs} fresh-process runs, prompt {args.prompt_tokens} tokens"
+    )
+    write("decode-optimum", rows, args, markdown(rows, title))
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -300,6 +333,7 @@ def main() -> None:
         ("precisions", "edge at each export precision, with quality figures"),
         ("decode", "edge side by side with onnxruntime-genai, llama.cpp, optimum, torch; then Gemma 3 270M"),
         ("decode-gemma", "Gemma 3 270M only: edge int4 and int8-weight beside llama.cpp on the same GGUF"),
+        ("decode-optimum", "SmolLM2 exported by edge's fused graph and by optimum-onnx: the cost of the fallback"),
     ):
         c = sub.add_parser(name, help=help_)
         c.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -372,6 +406,7 @@ def main() -> None:
         "precisions": precisions,
         "decode": decode,
         "decode-gemma": decode_gemma,
+        "decode-optimum": decode_optimum,
         "profile": profile,
         "startup": startup,
         "ablation": ablation,

@@ -1,7 +1,7 @@
 """Choosing a specialise recipe or generator change on a tune set: fine-tune in torch, score hand-written requests.
 
-``python -m benchmarks.recipe [--set FILE --tune FILE] [--epochs N] [--per-command N] [--layers N] [--lr X]
-[--fp32]`` trains the base model on the set's generated requests exactly as ``edge-export specialise`` does
+``python -m benchmarks.recipe [--set FILE --tune FILE] [--base ALIAS] [--epochs N] [--per-command N] [--layers N]
+[--lr X] [--fp32]`` trains the base model on the set's generated requests exactly as ``edge-export specialise`` does
 (:func:`export.specialise.fine_tune`), then scores each hand-written tune request teacher-forced: right when
 every token of its expected command is the model's top choice (stricter than the runtime's constrained
 decoding). Defaults: the aquarium set and its 42 tune requests, kept for this so the reported dev sets are
@@ -25,6 +25,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.recipe", description=__doc__.splitlines()[0])
     p.add_argument("--set", default=str(HERE / "commands" / "aquarium.json"))
     p.add_argument("--tune", default=str(HERE / "commands" / "aquarium.tune.jsonl"))
+    p.add_argument("--base", default=SOURCE, help=f"the base model, an edge-export source (default {SOURCE})")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--per-command", type=int, default=300)
     p.add_argument("--layers", type=int, default=10)
@@ -41,7 +42,7 @@ def main() -> None:
     from export.specialise import Recipe, _answer_logits, _tensors, fine_tune, to_sequences
     from export.utterances import Example, generate, split
 
-    loaded = sources.load(sources.resolve(SOURCE))
+    loaded = sources.load(sources.resolve(a.base))
     work = Path(tempfile.mkdtemp())
     loaded.tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))
     tokenizer, template = Tokenizer(work / "tokenizer.json"), chat_template.convert(loaded.tokenizer)

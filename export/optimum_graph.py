@@ -6,7 +6,7 @@ becomes a bundle: optimum writes the fp32 graph, and edge quantizes, verifies an
 any other. Its graph takes ``attention_mask`` and ``position_ids`` and returns the cache with the
 new positions appended (``past_key_values.N.key`` in, ``present.N.key`` out), which the runtime
 feeds through :class:`edge.text.decoder.ConcatCacheDecoder`: each step copies the whole cache, so it
-decodes slower than a fused family (README: the measured factor on a tiny llama).
+decodes slower than a fused family (README: the measured factor, `python -m benchmarks decode-optimum`).
 """
 
 from __future__ import annotations

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 # The quality gate's sample: at 230 tokens one token moved agreement by 0.43 points, and the same
 # exact Q4_1 weights scored 94.8% or 95.7% depending on the kernel's summation order.
 MAX_EVAL_TOKENS = 1024
-# decode tokens/s of the fused graph over optimum's, same tiny llama (README "Other architectures")
-OPTIMUM_SLOWDOWN = 5.0
+# how much slower optimum's graph decodes than the fused one on SmolLM2-135M, 1 thread, fp32 and
+# int8-weight (`python -m benchmarks decode-optimum`; README "Other architectures")
+OPTIMUM_SLOWDOWN = "1.3-1.5x"
 STAGES = 6
 
 
@@ -211,8 +212,8 @@ def _build_text(
                 spec.context_length = min(spec.context_length, context_length)
             why = "as asked" if loaded.family in FAMILIES else f"edge has no fused graph for {loaded.family!r}"
             stages.say(
-                f"NOTE: {why}: exporting through optimum-onnx. Its graph decodes about {OPTIMUM_SLOWDOWN:.0f}x "
-                "slower than edge's fused one (measured on a tiny llama; README: Other architectures)"
+                f"NOTE: {why}: exporting through optimum-onnx. Its graph decodes about {OPTIMUM_SLOWDOWN} "
+                "slower than edge's fused one at 1 thread, and starts slower (README: Other architectures)"
             )
         else:
             spec = decoder_spec(loaded.family, loaded.model.config, context_length)

@@ -14,15 +14,15 @@ from typing import Any
 from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
 from edge.files import sha256_file
 
-from . import families, gguf_tokenizer, optimum_graph
+from . import families, gguf_smollm3, gguf_tokenizer, optimum_graph
 from .aliases import ALIASES, alias_path
 from .ct2 import is_ct2_whisper
 from .errors import SourceError
 
 # GGUF architectures whose tensors and metadata transformers' GGUF loader maps back to its own models
 # (undoing llama.cpp's q/k permutation for llama and Gemma's stored 1 + w norms) and edge has a
-# family for. llama.cpp also writes smollm3, which transformers 4.57 cannot read yet.
-GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3")
+# family for; smollm3 it reads once taught (export.gguf_smollm3).
+GGUF_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma3", "phi3", gguf_smollm3.ARCH)
 
 
 @dataclass
@@ -109,8 +109,13 @@ def _check_gguf(path: Path) -> tuple[bool, dict[str, Any]]:
             f"write a copy that names one: gguf-new-metadata --special-token padding '<|endoftext|>' {path} fixed.gguf "
             "(gguf-new-metadata comes with the export extra), or export the model's Hugging Face folder instead",
         )
+    settings = _dropped_settings(path, reader, arch)
+    if arch == gguf_smollm3.ARCH:
+        gguf_smollm3.teach_transformers()
+        # SmolLM3Config's default pad id (128004) is the released vocabulary's; the file says its own or none
+        settings["pad_token_id"] = _gguf_value(reader, "tokenizer.ggml.padding_token_id")
     adds_bos = bool(_gguf_value(reader, "tokenizer.ggml.add_bos_token"))
-    return adds_bos, _dropped_settings(path, reader, arch)
+    return adds_bos, settings
 
 
 def _gguf_value(reader: Any, key: str) -> Any:
