@@ -4,6 +4,7 @@
 #   sudo ./edge-kit-<id>/install.sh                 install or upgrade, start the voice-command service
 #   sudo ./edge-kit-<id>/install.sh --serve         the same, with the HTTP API and panel page service instead
 #   sudo ./edge-kit-<id>/install.sh --assistant     the hands-free assistant instead (wake word, spoken replies)
+#   sudo ./edge-kit-<id>/install.sh --serve --assistant   both in one service: the panel shows the assistant live
 #   sudo /opt/edge/current/install.sh --rollback    go back to the release installed before
 #
 # What it does, each step skipped when already done (running it twice changes nothing):
@@ -33,7 +34,7 @@ ALSA_MARKER="# Written by edge's install.sh"
 
 usage() {
     cat <<EOF
-usage: install.sh [--prefix DIR] [--mic CARD] [--serve [--port N] | --assistant [--wake NAME]]
+usage: install.sh [--prefix DIR] [--mic CARD] [--serve [--port N]] [--assistant [--wake NAME]]
                   [--no-systemd] [--root DIR]
        install.sh --rollback [--prefix DIR] [--no-systemd] [--root DIR]
 
@@ -50,6 +51,10 @@ Install the edge kit this script belongs to, offline, and run the voice-command 
                  waits for the wake word, maps the request to a command or answers it, and speaks the
                  reply on the default ALSA output (the kit must be built with build-kit.py --assistant)
   --wake NAME    the assistant's wake word: okay_nabu (default), hey_jarvis, hey_mycroft or alexa
+  --serve --assistant
+                 one edge-assistant.service running both (edge-run --serve --assistant): the panel page
+                 follows the assistant's events live and shares its state; loopback network and the
+                 sound devices, nothing else; it replaces edge-voice.service and edge-panel.service
   --no-systemd   do not call systemctl (no systemd running: a chroot, a container, an image being
                  prepared); the unit is still installed and enabled for the next boot
   --root DIR     install into the root file system at DIR instead of / (for tests and images);
@@ -102,7 +107,7 @@ fi
 if [[ ! "$PORT" =~ ^[1-9][0-9]{0,4}$ ]] || [ "$PORT" -gt 65535 ]; then
     die "--port takes a port number, 1-65535: $PORT"
 fi
-[ $((SERVE + ASSISTANT)) -le 1 ] || die "--serve and --assistant are two different services: pick one"
+[ $((SERVE + ASSISTANT)) -lt 2 ] || SERVICE=edge-assistant.service # one service runs both
 [[ "$WAKE" =~ ^[a-z_]+$ ]] || die "--wake takes a wake-word name such as okay_nabu: $WAKE"
 [ -z "$MIC" ] || [[ "$MIC" =~ ^[A-Za-z0-9_-]+$ ]] || die "--mic takes an ALSA card id such as Device (see arecord -l): $MIC"
 if [ "$SYSTEMD" -eq 1 ] && [ ! -d /run/systemd/system ]; then
@@ -296,7 +301,16 @@ elif ! grep -qE "^audio:[^:]*:[^:]*:(.*,)?$SERVICE_USER(,|$)" "$T/etc/group"; th
     usermod "${in_root[@]}" -a -G audio "$SERVICE_USER"
 fi
 
-if [ "$SERVE" -eq 1 ]; then
+if [ "$SERVE" -eq 1 ] && [ "$ASSISTANT" -eq 1 ]; then
+    run="--serve --port $PORT --assistant --wake $WAKE"
+    what="edge assistant and panel: wake word -> command or spoken answer, shown live on http://127.0.0.1:$PORT/"
+    # the panel's loopback network and the assistant's sound devices, nothing more
+    access="IPAddressDeny=any
+IPAddressAllow=localhost
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+DevicePolicy=closed
+DeviceAllow=char-alsa rw"
+elif [ "$SERVE" -eq 1 ]; then
     run="--serve --port $PORT"
     what="edge panel: OpenAI-compatible API and the panel page on http://127.0.0.1:$PORT/ (requests go to the journal)"
     # loopback only: the kiosk browser and programs on the board; no devices (the browser records the speech)
@@ -410,17 +424,31 @@ elif [ ! -f "$ASOUND" ]; then
 fi
 
 # --- 5. the service ----------------------------------------------------------------------------------
-# the voice-command service and the assistant both record the microphone: the one installed now replaces the other
+# the voice-command service and the assistant both record the microphone, and a panel and an assistant that
+# serves both listen on the port: the one installed now replaces the other
+serves() { grep -q -- "edge-run --serve" "$T/etc/systemd/system/$1" 2>/dev/null; }
+others=()
 case $SERVICE in
-    edge-voice.service) other=edge-assistant.service ;;
-    edge-assistant.service) other=edge-voice.service ;;
-    *) other="" ;;
+    edge-voice.service) others=(edge-assistant.service) ;;
+    edge-assistant.service)
+        others=(edge-voice.service)
+        if [ "$SERVE" -eq 1 ]; then others+=(edge-panel.service); fi
+        ;;
+    edge-panel.service)
+        if serves edge-assistant.service; then others=(edge-assistant.service); fi
+        ;;
 esac
-if [ -n "$other" ] && [ -f "$UNIT" ] && [ -f "$T/etc/systemd/system/$other" ]; then
-    [ "$SYSTEMD" -eq 0 ] || systemctl disable --now --quiet "$other" || true
-    rm -f "$T/etc/systemd/system/multi-user.target.wants/$other" "$T/etc/systemd/system/$other"
-    say "removed $other: it records the microphone too"
-fi
+for other in "${others[@]}"; do
+    if [ -f "$UNIT" ] && [ -f "$T/etc/systemd/system/$other" ]; then
+        [ "$SYSTEMD" -eq 0 ] || systemctl disable --now --quiet "$other" || true
+        rm -f "$T/etc/systemd/system/multi-user.target.wants/$other" "$T/etc/systemd/system/$other"
+        case $SERVICE:$other in
+            *:edge-panel.service) say "removed $other: the assistant serves the panel now" ;;
+            edge-panel.service:*) say "removed $other: it served the panel on the same port" ;;
+            *) say "removed $other: it records the microphone too" ;;
+        esac
+    fi
+done
 if [ -f "$UNIT" ]; then
     if [ "$SYSTEMD" -eq 1 ]; then
         [ "$unit_changed" -eq 0 ] || systemctl daemon-reload

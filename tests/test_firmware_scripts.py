@@ -380,3 +380,32 @@ def test_assistant_installs_its_service_in_place_of_the_voice_one(tmp_path, bund
     verify_unit(root, "edge-assistant.service")
     r = install(unpack(kit, tmp_path / "kit2"), root, "--assistant", "--wake", "Hey Jarvis; rm -rf /")
     assert r.returncode == 1 and "--wake takes a wake-word name" in r.stderr
+
+
+@needs_root
+def test_serve_and_assistant_run_as_one_service(tmp_path, bundles, commands_file):
+    """--serve --assistant: one unit with the panel's loopback network and the assistant's sound devices, in place
+    of a panel service on the same port; and the panel alone replaces it again."""
+    root = new_root(tmp_path / "root")
+    r, kit = build_kit(tmp_path, "0.2.0", bundles, commands_file, "--assistant")
+    assert r.returncode == 0, r.stderr
+    assert install(unpack(kit, tmp_path / "kit"), root, "--serve", "--port", "8090").returncode == 0
+    units = root / "etc/systemd/system"
+    assert (units / "edge-panel.service").is_file()
+
+    r = install(unpack(kit, tmp_path / "kit2"), root, "--serve", "--assistant", "--port", "8090")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed edge-panel.service: the assistant serves the panel now" in r.stdout
+    assert not (units / "edge-panel.service").exists()
+    assert not (units / "multi-user.target.wants/edge-panel.service").exists()
+    assert (units / "multi-user.target.wants/edge-assistant.service").is_symlink()
+    text = (units / "edge-assistant.service").read_text()
+    assert "edge-run --serve --port 8090 --assistant --wake okay_nabu --commands /opt/edge/current/" in text
+    assert "IPAddressAllow=localhost" in text and "IPAddressDeny=any" in text and "PrivateNetwork" not in text
+    assert "DeviceAllow=char-alsa rw" in text and "NoNewPrivileges=yes" in text
+    verify_unit(root, "edge-assistant.service")
+
+    r = install(unpack(kit, tmp_path / "kit3"), root, "--serve", "--port", "8090")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed edge-assistant.service: it served the panel on the same port" in r.stdout
+    assert (units / "edge-panel.service").is_file() and not (units / "edge-assistant.service").exists()
