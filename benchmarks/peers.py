@@ -47,13 +47,15 @@ def genai_model(artifact: str, threads: int, **session_options):
     return og.Model(config)
 
 
-def genai_greedy(model, ids: list[int], tokens: int) -> Iterator[None]:
-    """Greedy decoding of exactly ``tokens`` new tokens after ``ids``; yields after each one."""
+def genai_greedy(model, ids: list[int], tokens: int, window: int = 0) -> Iterator[None]:
+    """Greedy decoding of exactly ``tokens`` new tokens after ``ids``; yields after each one.
+
+    ``window``: the model's sliding window (Gemma 3: 512), which genai's cache must hold whole."""
     import onnxruntime_genai as og
 
     params = og.GeneratorParams(model)
     total = len(ids) + tokens
-    params.set_search_options(max_length=total, min_length=total, do_sample=False)
+    params.set_search_options(max_length=max(total, window), min_length=total, do_sample=False)
     generator = og.Generator(model, params)
     generator.append_tokens(ids)
     for _ in range(tokens):
@@ -65,7 +67,9 @@ def run_genai(artifact: str, ids: list[int], threads: int, tokens: int):
     start = time.perf_counter()
     model = genai_model(artifact, threads)
     load_s = time.perf_counter() - start
-    return load_s, (time.perf_counter() for _ in genai_greedy(model, ids, tokens))
+    config = json.loads((Path(artifact) / "genai_config.json").read_text())
+    window = (config["model"]["decoder"].get("sliding_window") or {}).get("window_size", 0)
+    return load_s, (time.perf_counter() for _ in genai_greedy(model, ids, tokens, window))
 
 
 def run_llama_cpp(artifact: str, ids: list[int], threads: int, tokens: int):

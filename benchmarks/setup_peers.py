@@ -84,8 +84,7 @@ def genai(hf: Path, prefix: str = "genai", precisions: tuple[str, ...] = ("int4"
             continue
         cmd = [
             str(python),
-            "-m",
-            "onnxruntime_genai.models.builder",
+            str(Path(__file__).with_name("genai_builder.py")),  # the builder, with a Gemma 3 config fix
             "-m",
             str(hf),
             "-i",

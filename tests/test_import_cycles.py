@@ -58,7 +58,13 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    paths = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
+    # not hidden folders: benchmarks/.peers holds the peers' own venvs, which are not this project's code
+    paths = [
+        p
+        for pkg in PACKAGES
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    ]
     modules = {_module(p) for p in paths}
     return {_module(p): _imports(p, modules) for p in paths}
 
