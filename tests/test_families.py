@@ -181,6 +181,15 @@ def test_int8_weight_passes_the_gate(family_bundle, family):
 
 
 @pytest.mark.parametrize("family", NEW_FAMILIES)
+def test_fp16_passes_the_gate_with_a_half_precision_cache(family_bundle, family):
+    """fp16 (for GPUs): weights, activations and the KV cache in half precision, still within the gate."""
+    path = family_bundle(family, "fp16")
+    report = json.loads((path / "report.json").read_text())
+    assert report["precision"] == "fp16" and report["passed"], report
+    assert edge.load(path).manifest.kv_cache.dtype == "float16"
+
+
+@pytest.mark.parametrize("family", NEW_FAMILIES)
 def test_int4_keeps_q4_1_weights_and_passes_the_gate(family_bundle, family):
     """int4 on weights a Q4_1 GGUF holds: the blocks are kept, so only the int8 activations differ.
 
