@@ -174,6 +174,9 @@ def systems(models: tuple[str, ...] = (SOURCE,)) -> list[tuple[str, str, str, st
     """
     from benchmarks.asr_worker import FASTER_WHISPER, SHORT
 
+    if MOONSHINE_BASE in models:  # a peer only: no edge bundle, no CTranslate2 model
+        models = tuple(m for m in models if m != MOONSHINE_BASE)
+        return systems(models) + moonshine_rows() if models else moonshine_rows()
     if models == (SOURCE,):
         rows = [
             (SOURCE, "edge", "int8", "fit", ensure_bundle("int8")),
@@ -201,6 +204,21 @@ def systems(models: tuple[str, ...] = (SOURCE,)) -> list[tuple[str, str, str, st
             continue
         rows += [(m, FASTER_WHISPER, p, "full", folder) for p in peers]
     return rows
+
+
+MOONSHINE_BASE = "moonshine-base"
+
+
+def moonshine_rows() -> list[tuple[str, str, str, str, Path]]:
+    """Moonshine base-en from the moonshine-cpp wheel, where installed (benchmarks/moonshine.py)."""
+    from benchmarks.asr_worker import MOONSHINE
+    from benchmarks.moonshine import model_dir
+
+    try:
+        return [(MOONSHINE_BASE, MOONSHINE, "fp32", "full", model_dir())]
+    except FileNotFoundError as e:
+        print(f"peer not run: {MOONSHINE_BASE}: {e}", file=sys.stderr)
+        return []
 
 
 def size_mb(system: str, artifact: Path) -> float:
@@ -300,7 +318,8 @@ def run(args) -> None:
         wavs[voice] = [str(paths[i]) for i in chosen]
         cases[voice] = latency_cases(paths, chosen)
     entries = {(m, s, p, c, v): a for m, s, p, c, a in systems(models) for v in wavs}
-    vad = str(BUNDLES / f"{models[0]}-int8" / "vad.onnx")  # the same Silero VAD for every system
+    whisper = next((m for m in models if m != MOONSHINE_BASE), SOURCE)
+    vad = str(ensure_bundle("int8", whisper) / "vad.onnx")  # the same Silero VAD for every system
 
     def measure(key: tuple) -> dict:
         _, system, precision, context, voice = key

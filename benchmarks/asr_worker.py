@@ -57,9 +57,21 @@ def load_faster_whisper(spec: dict) -> tuple[float, Transcribe]:
     return load_s, transcribe
 
 
+def load_moonshine(spec: dict) -> tuple[float, Transcribe]:
+    from pathlib import Path
+
+    from benchmarks.moonshine import Moonshine
+
+    start = time.perf_counter()
+    model = Moonshine(Path(spec["artifact"]), threads=1)
+    return time.perf_counter() - start, model.transcribe
+
+
+MOONSHINE = "moonshine"
 LOADERS: dict[str, Callable[[dict], tuple[float, Transcribe]]] = {
     "edge": load_edge,
     FASTER_WHISPER: load_faster_whisper,
+    MOONSHINE: load_moonshine,
 }
 
 

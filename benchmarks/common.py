@@ -73,7 +73,7 @@ def _size(artifact: Path) -> int:
     return sum(
         p.stat().st_size
         for p in artifact.rglob("*")
-        if p.is_file() and p.suffix in (".onnx", ".data", ".safetensors", ".bin")  # .onnx.data ends in .data
+        if p.is_file() and p.suffix in (".onnx", ".ort", ".data", ".safetensors", ".bin")  # .onnx.data ends in .data
     )
 
 

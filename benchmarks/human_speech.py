@@ -355,7 +355,8 @@ def default_speech_bundle() -> Path:
 
 
 def systems(asr_model: str | None) -> list[dict]:
-    """edge on the default bundle (and on --asr-model), each followed by faster-whisper int8 on the same model."""
+    """edge on the default bundle (and on --asr-model), each followed by faster-whisper int8 on the same model;
+    then Moonshine base where moonshine-cpp is installed (a peer of another model family)."""
     bundles = [default_speech_bundle()] + ([Path(asr_model)] if asr_model else [])
     try:
         import faster_whisper  # noqa: F401
@@ -380,6 +381,9 @@ def systems(asr_model: str | None) -> list[dict]:
             print(f"peer not run on {alias}: {e}", file=sys.stderr)
             continue
         rows.append({"model": alias, "system": "faster-whisper", "precision": "int8", "artifact": str(folder)})
+    from benchmarks.asr import moonshine_rows
+
+    rows += [{"model": m, "system": s, "precision": p, "artifact": str(a)} for m, s, p, _, a in moonshine_rows()]
     return rows
 
 
