@@ -162,20 +162,23 @@ def run_session(assistant, session: Session) -> list:
 
 
 def load_parts(whisper: str | None, text: str | None, threads: int = 1):
-    """The models the assistant runs on: recognizer, command model, answerer, VAD path."""
+    """The models the assistant runs on, chosen as edge-run --assistant chooses them: the speech model a
+    specialised text bundle learned the transcripts of (else the default), prompted with the set's words."""
     import edge
     from edge.assistant import Answerer
-    from edge.commands.command_model import CommandModel
+    from edge.commands.command_model import CommandModel, paired_speech_model, speech_prompt
     from edge.commands.command_set import CommandSet
 
+    model = edge.load(text, threads=threads)
+    command_set = CommandSet.from_file(PANEL)
     if whisper is None:
         from edge.bundle import SPEECH_RECOGNITION
         from edge.cache import default_bundle
 
-        whisper = default_bundle(SPEECH_RECOGNITION)
+        whisper = paired_speech_model(model.bundle)[0] or default_bundle(SPEECH_RECOGNITION)
     recognizer = edge.load(whisper, threads=threads)
-    model = edge.load(text, threads=threads)
-    commands = CommandModel(model, CommandSet.from_file(PANEL))
+    recognizer.prompt = speech_prompt(command_set)
+    commands = CommandModel(model, command_set)
     return recognizer, commands, Answerer(model), recognizer.bundle.vad_path
 
 
@@ -211,6 +214,7 @@ def run(args) -> None:
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is needed to synthesise the sessions (apt-get install espeak-ng)")
     recognizer, commands, answerer, vad_path = load_parts(args.asr_model, args.model, threads=1)
+    args.speech_bundle = str(recognizer.bundle.path)
     voice = make_voice()
     speakers = [(f"espeak {v} {s}", lambda t, v=v, s=s: espeak(t, v, s)) for v, s in ESPEAK_VOICES]
     if voice is not None:
@@ -315,6 +319,7 @@ def summarise(rows: list[dict], false_wakes: int, negative_s: float, idle_cpu: f
         "false_wakes_per_hour": false_wakes / (negative_s / 3600),
         "idle_cpu_of_one_core": idle_cpu,
         "text_bundle": args.model,
+        "speech_bundle": getattr(args, "speech_bundle", None),
         "threads": 1,
     }
     for name in ("adaptive", "fixed"):
@@ -360,7 +365,8 @@ def markdown(s: dict) -> str:
 
     lines = [
         f"Wake word `{s['wake_word']}`, {s['sessions_with_wake']} sessions with a wake phrase, "
-        f"{s['negative_hours']:.2f} h without one; text bundle {s['text_bundle']}, 1 thread.",
+        f"{s['negative_hours']:.2f} h without one; text bundle {s['text_bundle']}, speech bundle "
+        f"{s.get('speech_bundle')} prompted with the set's words (as edge-run --assistant), 1 thread.",
         "",
         "| measure | edge (adaptive endpoint) | edge (fixed 0.5 s) | target | published anchor |",
         "|---|---|---|---|---|",

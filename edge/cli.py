@@ -489,7 +489,7 @@ def run_serve(args) -> int:
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     recognizer = None
     if args.assistant:
-        recognizer = _assistant_recognizer(args)
+        recognizer = _assistant_recognizer(args, text, command_set)
     elif command_set is not None:
         # the speech model loads now, not on the first spoken command: that one is as quick as the
         # rest, and a missing bundle shows at start rather than in front of a user
@@ -585,7 +585,7 @@ def run_assistant(args) -> int:
         raise EdgeError("--assistant runs over one recording", "pass a single --audio WAV")
     wake = load_wake_word(args.wake)  # first: a wrong --wake name fails before minutes of model loading
     text, command_set = _text_and_commands(args)
-    recognizer = _assistant_recognizer(args)
+    recognizer = _assistant_recognizer(args, text, command_set)
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     commands = CommandModel(model, command_set) if command_set is not None else None
     voice = _assistant_voice(args)
@@ -613,11 +613,10 @@ def run_assistant(args) -> int:
     return 0
 
 
-def _assistant_recognizer(args):
-    """Whisper for --assistant (--asr-model, else the default), which must carry its VAD."""
-    recognizer = _recognizer(
-        _open(args.asr_model or _default_model_path(SPEECH_RECOGNITION), SPEECH_RECOGNITION, "--asr-model"), args
-    )
+def _assistant_recognizer(args, text, command_set):
+    """Whisper for --assistant, chosen and prompted as for spoken commands (--asr-model, else the one the text
+    bundle learned the transcripts of, else the default; reading the set's words first); it must carry its VAD."""
+    recognizer = _command_recognizer(args, text, command_set)
     if recognizer.bundle.vad_path is None:
         raise EdgeError(
             f"{recognizer.bundle.path}: the bundle has no voice activity detector (vad.onnx)",
