@@ -61,7 +61,7 @@ def main() -> None:
         for ex, seq in zip(tune, to_sequences(tune, cs, tokenizer, template), strict=True):
             logits, target, _ = _answer_logits(loaded.model, *_tensors([seq], loaded.pad_id or 0, "cpu"))
             if not bool((logits.argmax(-1) == target).all()):
-                misses.append(ex.text)
+                misses.append(f"{ex.text}  ->  {_greedy_answer(loaded, seq, tokenizer)}")
     row = {
         "set": Path(a.set).name, "tune": Path(a.tune).name, "recipe": vars(a),
         "seconds": round(time.perf_counter() - start),
@@ -73,6 +73,21 @@ def main() -> None:
         f.write(json.dumps(row) + "\n")
     print(json.dumps({k: v for k, v in row.items() if k != "misses"}))
     print("\n".join(f"  miss: {t}" for t in misses))
+
+
+def _greedy_answer(loaded, seq, tokenizer, limit: int = 40) -> str:
+    """What the fine-tuned model answers unconstrained (greedy), to see what a miss was taken for."""
+    import torch
+
+    ids = list(seq.ids[: seq.n_prompt])
+    out: list[int] = []
+    with torch.no_grad():
+        for _ in range(limit):
+            token = int(loaded.model(torch.tensor([ids + out])).logits[0, -1].argmax())
+            if token in loaded.stop_ids:
+                break
+            out.append(token)
+    return tokenizer.decode(out).strip()
 
 
 if __name__ == "__main__":

@@ -289,6 +289,9 @@ def read_command(c: Command) -> Reading:
             verb_objects.append(head)
         # the thing itself, as people name it when they set it: "the extractor fan speed" -> "the extractor fan"
         thing = re.sub(rf"(?:'s)?(?: (?:{'|'.join(ATTRIBUTES)}))+$", "", head)
+        # or its owner, by which people name what they set: "the heater's target water temperature" -> "the heater"
+        if owner := re.match(r"^(.+?)'s ", head):
+            thing = owner[1]
         if thing != head and thing.split()[-1] not in STOP_WORDS:
             obj.append(thing)
     pair = _pair(clause)
@@ -630,11 +633,24 @@ def _choose(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     if r.verb in ("set", "choose", "change", "switch", "select", "use"):
         frames += [f"{verb} {_the(rng, obj)} to {said}", f"use {said}", f"switch to {said}", f"put it on {said}",
                    f"I want {said}", f"{said} {arg.name} please", f"change the {arg.name} to {said}"]  # fmt: skip
+    if value == _switched_on(arg):  # a choice that includes "off": its first other value is what "on" means
+        frames += [f"{rng.choice(ON_VERBS[:2])} {_the(rng, obj)}", f"{obj} on", f"switch {_the(rng, obj)} on"]
+    elif _switched_on(arg) is not None and str(value).lower() == "off":
+        frames += [f"{rng.choice(OFF_VERBS[:2])} {_the(rng, obj)}", f"{obj} off", f"switch {_the(rng, obj)} off"]
     if r.verb in ("start", "stop", "power up", "power down", "enable", "disable"):
         on = r.verb in ("start", "power up", "enable")
         frames += [f"{said} {'on' if on else 'off'}", f"{'get' if on else 'stop'} {the} {'going' if on else 'running'}",
                    f"I {'need' if on else 'am done with'} {the}", f"{said} {'go' if on else 'stop'}"]  # fmt: skip
     return rng.choice(frames), {arg.name: value}
+
+
+def _switched_on(arg: Arg) -> Any:
+    """The value "on" stands for in a list of choices with an "off": the first other one, as the set lists
+    them ("lights on" for daylight, moonlight, off), else None."""
+    values = [str(v).lower() for v in arg.enum]
+    if "off" not in values:
+        return None
+    return next(v for v, low in zip(arg.enum, values, strict=True) if low != "off")
 
 
 def _boolean_phrase(rng: random.Random, r: Reading, on: bool, obj: str) -> str:
