@@ -36,8 +36,9 @@ def main() -> None:
     import torch
 
     from edge.commands.command_set import CommandSet
+    from edge.files import sha256_file
     from edge.text.tokenizer import Tokenizer
-    from export import chat_template, sources
+    from export import chat_template, sources, utterances
     from export.progress import Progress
     from export.specialise import Recipe, _answer_logits, _tensors, fine_tune, to_sequences
     from export.utterances import Example, generate, split
@@ -64,6 +65,7 @@ def main() -> None:
                 misses.append(f"{ex.text}  ->  {_greedy_answer(loaded, seq, tokenizer)}")
     row = {
         "set": Path(a.set).name, "tune": Path(a.tune).name, "recipe": vars(a),
+        "generator_sha256": sha256_file(Path(utterances.__file__))[:12],  # which generator made the requests
         "seconds": round(time.perf_counter() - start),
         "generated_held_out": measured["validation_teacher_forced_exact"],
         "tune_exact": round(1 - len(misses) / len(tune), 4), "n": len(tune), "misses": misses,

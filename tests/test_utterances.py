@@ -205,3 +205,33 @@ def test_a_plural_argument_name_is_what_is_counted():
     assert "2 portions" in said or "two portions" in said
     assert "servings" in said and ("1 portion" in said or "one portion" in said or "1 serving" in said)
     assert not any(re.search(r"\bmax\b|\bhalfway\b", ex.text.lower()) for ex in data)  # counts, not levels
+
+
+def test_owners_on_and_off_and_questions_about_the_sets_own_things():
+    """The owner of what is set names it ("set the heater to 24"); "on" in a list of choices with an "off" is its
+    first other value; and a question about what a thing is, not how it is, is declined."""
+    from export.utterances import things
+
+    cs = CommandSet.from_dict(
+        {
+            "name": "tank",
+            "commands": {
+                "set_water_temperature": {"description": "Set the heater's target water temperature in degrees.",
+                                          "args": {"celsius": {"type": "integer", "minimum": 18, "maximum": 32}}},
+                "set_light": {"description": "Set the tank light: day, moon or off.",
+                              "args": {"mode": {"enum": ["day", "moon", "off"]}}},
+                "unknown": {"description": "Not one of the commands above.", "args": {}},
+            },
+        }
+    )  # fmt: skip
+    readings = [read_command(c) for c in cs.commands.values() if c.name != "unknown"]
+    assert "the heater" in readings[0].obj
+    assert things(readings) == ["heater", "tank light"]  # not "water temperature", a setting of the heater
+    data = generate(cs, per_command=300, seed=0)
+    alone = [ex for ex in data if not re.search(r"\b(and|then)\b", ex.text.lower())]  # not two requests in one
+    heater = [ex for ex in alone if "heater" in ex.text.lower() and "'s" not in ex.text]
+    assert heater and all(ex.command["command"] in ("set_water_temperature", "unknown") for ex in heater)
+    on = [ex.command for ex in alone if re.search(r"\blight on\b|\bturn on the tank light\b", ex.text.lower())]
+    assert on and all(c == {"command": "set_light", "args": {"mode": "day"}} for c in on)
+    asked = [ex for ex in data if re.search(r"^how does a (heater|tank light) work", ex.text.lower())]
+    assert asked and all(ex.command["command"] == "unknown" for ex in asked)
