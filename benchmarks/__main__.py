@@ -76,6 +76,21 @@ def measure_once(system: str, artifact: Path | str, threads: int, tokens: int, i
     return row
 
 
+def measure_entries(entries: list[tuple[str, str, Path]], args) -> list[dict]:
+    """The benchmark prompt as the first entry's model reads it (``args.prompt_tokens``), through every entry."""
+    ids = prompt_ids(entries[0][2])  # with the BOS where that model wants one: every system gets the same ids
+    args.prompt_tokens = len(ids)
+    return run_matrix(entries, args, ids)
+
+
+def forced_title(what: str, args) -> str:
+    """A decode table's title: what was measured, then how."""
+    return (
+        f"{what}, {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process runs, "
+        f"prompt {args.prompt_tokens} tokens"
+    )
+
+
 def run_matrix(entries: list[tuple[str, str, Path]], args, ids: list[int]) -> list[dict]:
     """Measure every (system, precision, artifact) at every thread count, interleaved; medians."""
     artifacts = {(s, p): a for s, p, a in entries}
@@ -115,9 +130,7 @@ def precisions(args) -> None:
     from edge.bundle import CPU_PRECISIONS
 
     entries = [("edge", p, ensure_bundle(p)) for p in CPU_PRECISIONS]
-    ids = prompt_ids(entries[0][2])
-    args.prompt_tokens = len(ids)
-    write("precisions", run_matrix(entries, args, ids), args)
+    write("precisions", measure_entries(entries, args), args)
 
 
 def peer_entries() -> list[tuple[str, str, Path]]:
@@ -145,9 +158,7 @@ def decode(args) -> None:
     from edge.bundle import CPU_PRECISIONS
 
     entries = [("edge", p, ensure_bundle(p)) for p in CPU_PRECISIONS] + peer_entries()
-    ids = prompt_ids(entries[0][2])
-    args.prompt_tokens = len(ids)
-    rows = run_matrix(entries, args, ids)
+    rows = measure_entries(entries, args)
     write("decode", rows, args)
     plot(rows, RESULTS / "decode.png")
     decode_gemma(args)
@@ -175,14 +186,8 @@ def decode_gemma(args) -> None:
         entries.append(("onnxruntime-genai", "int4", genai))
     else:
         print(f"peer not set up: onnxruntime-genai for Gemma ({genai}; `python -m benchmarks setup`)", file=sys.stderr)
-    ids = prompt_ids(entries[0][2])  # <bos> first: both systems get the same ids
-    args.prompt_tokens = len(ids)
-    rows = run_matrix(entries, args, ids)
-    title = (
-        f"{GEMMA} (Q4_K_M GGUF), {args.tokens} new tokens forced, greedy, medians of {args.runs} fresh-process "
-        f"runs, prompt {args.prompt_tokens} tokens"
-    )
-    write("decode-gemma", rows, args, markdown(rows, title))
+    rows = measure_entries(entries, args)  # <bos> first
+    write("decode-gemma", rows, args, markdown(rows, forced_title(f"{GEMMA} (Q4_K_M GGUF)", args)))
 
 
 def decode_optimum(args) -> None:
@@ -202,13 +207,8 @@ def decode_optimum(args) -> None:
                 print(f"exporting {hf} at {precision} through {builder} -> {out}", file=sys.stderr)
                 export_bundle(str(hf), out, precision, force=True, via_optimum=builder == "optimum")
             entries.append(("edge", f"{precision}, {builder}", out))
-    ids = prompt_ids(entries[0][2])
-    args.prompt_tokens = len(ids)
-    rows = run_matrix(entries, args, ids)
-    title = (
-        f"{SOURCE} as a Hugging Face folder, edge's fused graph vs optimum-onnx's, {args.tokens} new tokens "
-        f"forced, greedy, medians of {args.runs} fresh-process runs, prompt {args.prompt_tokens} tokens"
-    )
+    rows = measure_entries(entries, args)
+    title = forced_title(f"{SOURCE} as a Hugging Face folder, edge's fused graph vs optimum-onnx's", args)
     write("decode-optimum", rows, args, markdown(rows, title))
 
 

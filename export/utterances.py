@@ -635,9 +635,10 @@ def _choose(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     if r.verb in ("set", "choose", "change", "switch", "select", "use"):
         frames += [f"{verb} {_the(rng, obj)} to {said}", f"use {said}", f"switch to {said}", f"put it on {said}",
                    f"I want {said}", f"{said} {arg.name} please", f"change the {arg.name} to {said}"]  # fmt: skip
-    if value == _switched_on(arg):  # a choice that includes "off": its first other value is what "on" means
+    switched_on = _switched_on(arg)
+    if value == switched_on:  # a choice that includes "off": its first other value is what "on" means
         frames += [f"{rng.choice(ON_VERBS[:2])} {_the(rng, obj)}", f"{obj} on", f"switch {_the(rng, obj)} on"]
-    elif _switched_on(arg) is not None and str(value).lower() == "off":
+    elif switched_on is not None and str(value).lower() == "off":
         frames += [f"{rng.choice(OFF_VERBS[:2])} {_the(rng, obj)}", f"{obj} off", f"switch {_the(rng, obj)} off"]
     if r.verb in ("start", "stop", "power up", "power down", "enable", "disable"):
         on = r.verb in ("start", "power up", "enable")
