@@ -115,7 +115,11 @@ def _check_gguf(path: Path) -> tuple[bool, dict[str, Any]]:
     if arch == gguf_smollm3.ARCH:
         gguf_smollm3.teach_transformers()
         # SmolLM3Config's default pad id (128004) is the released vocabulary's; the file says its own or none
-        settings["pad_token_id"] = _gguf_value(reader, "tokenizer.ggml.padding_token_id")
+        # (an id outside the file's vocabulary, or not a number, counts as none: torch would refuse the model)
+        pad = _gguf_value(reader, "tokenizer.ggml.padding_token_id")
+        tokens = reader.fields.get("tokenizer.ggml.tokens")
+        vocab = len(tokens.data) if tokens is not None else 0
+        settings["pad_token_id"] = pad if isinstance(pad, int) and 0 <= pad < vocab else None
     adds_bos = bool(_gguf_value(reader, "tokenizer.ggml.add_bos_token"))
     return adds_bos, settings
 
@@ -175,12 +179,16 @@ def _llama3_scaling(path: Path, reader: Any, arch: str, factors: np.ndarray) -> 
     drops the tensor, which would leave every position's rotation slightly off. The divisors are matched
     against llama3's formula for the file's base and head size; what matches is the config's rope_scaling.
     """
-    heads = _gguf_value(reader, f"{arch}.attention.head_count")
-    dim = _gguf_value(reader, f"{arch}.rope.dimension_count") or (
-        _gguf_value(reader, f"{arch}.embedding_length") // heads if heads else None
-    )
-    base = _gguf_value(reader, f"{arch}.rope.freq_base") or 10000.0
-    if dim and len(factors) == dim // 2:
+
+    def number(key: str) -> float | None:  # a field that is absent, a string or not positive counts as absent
+        value = _gguf_value(reader, f"{arch}.{key}")
+        return value if isinstance(value, (int, float)) and value > 0 else None
+
+    heads, width = number("attention.head_count"), number("embedding_length")
+    dim = number("rope.dimension_count") or (int(width) // int(heads) if heads and width else None)
+    base = number("rope.freq_base") or 10000.0
+    if dim and len(factors) == int(dim) // 2 and np.isfinite(factors).all() and (factors > 0).all():
+        dim = int(dim)
         inv_freq = float(base) ** -(np.arange(0, dim, 2, dtype=np.float64) / dim)
         factor = float(factors.max())
         for low, high, ctx in _LLAMA3_SHAPES:
@@ -193,8 +201,8 @@ def _llama3_scaling(path: Path, reader: Any, arch: str, factors: np.ndarray) -> 
                     "original_max_position_embeddings": ctx,
                 }
     raise SourceError(
-        f"{path}: its rope_freqs tensor is not the llama3 rotary scaling edge knows ({len(factors)} factors, "
-        f"{float(factors.min()):.3g} to {float(factors.max()):.3g})",
+        f"{path}: its rope_freqs tensor is not the llama3 rotary scaling edge knows ({len(factors)} factors"
+        + (f", {float(factors.min()):.3g} to {float(factors.max()):.3g})" if len(factors) else ")"),
         "export the model's Hugging Face folder, whose config.json states its rotary scaling",
     )
 

@@ -331,7 +331,12 @@ def write_family_gguf(path: Path, family: str, pad: bool = True) -> dict:
 
 
 def write_family_model(
-    path: Path, family: str, pad: bool = True, settings: dict | None = None, extra: dict | None = None
+    path: Path,
+    family: str,
+    pad: bool = True,
+    settings: dict | None = None,
+    extra: dict | None = None,
+    pad_id: int | None = None,
 ):
     """A tiny random ``family`` model as llama.cpp writes it: its architecture's metadata keys, gguf's tensor
     names, q and k permuted only where llama.cpp does (llama and what subclasses it), Gemma's norms as 1 + w."""
@@ -381,6 +386,8 @@ def write_family_model(
         w.add_final_logit_softcapping(c.final_logit_softcapping)
     if getattr(c, "attn_logit_softcapping", None) and settings:  # the older tests' files stay as they were
         w.add_attn_logit_softcapping(c.attn_logit_softcapping)
+    if pad_id is not None:
+        w.add_pad_token_id(pad_id)
     w.add_name(f"tiny-{family}")
     w.add_context_length(c.max_position_embeddings)
     w.add_embedding_length(c.hidden_size)
@@ -611,3 +618,15 @@ def test_a_rope_freqs_tensor_of_another_shape_is_refused(tmp_path):
         export_bundle(str(bad), tmp_path / "b", "fp32", progress=lambda _: None)
     assert "rope_freqs" in str(e.value) and "Hugging Face folder" in str(e.value)
     assert not (tmp_path / "b").exists()
+
+
+def test_a_smollm3_padding_id_outside_its_vocabulary_is_taken_as_none(tmp_path):
+    """An absurd tokenizer.ggml.padding_token_id is not handed to torch, which would refuse the model with a
+    bare AssertionError: the export goes on as for a file that names no padding token."""
+    import edge
+    from export import export_bundle
+
+    path = tmp_path / "tiny-smollm3.gguf"
+    write_family_model(path, "smollm3", pad_id=4_000_000_000)
+    export_bundle(str(path), tmp_path / "bundle", "fp32", progress=lambda _: None)
+    assert edge.load(tmp_path / "bundle").manifest.tokens.pad_id is None
