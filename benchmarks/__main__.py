@@ -383,6 +383,11 @@ def main() -> None:
         help="also a bundle trained on the speech model's transcripts of spoken training requests "
         "(edge-export specialise --speech-model; edge-specialised-heard)",
     )
+    c.add_argument(
+        "--free-numbers",
+        action="store_true",
+        help="also each edge bundle without narrowing numbers to those the request states (rows '..., free numbers')",
+    )
     c = sub.add_parser("assistant", help="edge-run --assistant over synthesised sessions, with and without wake words")
     c.add_argument("--model", help="text bundle (default: SmolLM2 int4, exported into benchmarks/.bundles)")
     c.add_argument("--asr-model", help="speech bundle (default: the default speech bundle)")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.commands_worker import BASELINE, HEARD, SPECIALISED
+from benchmarks.commands_worker import BASELINE, FREE_NUMBERS, HEARD, SPECIALISED
 from benchmarks.common import HERE, RESULTS, ensure_bundle, interleave, write
 from edge.bundle import MANIFEST, REPORT_FILE, read_manifest
 from edge.commands.command_model import examples, speech_prompt
@@ -215,7 +215,12 @@ def merged(rows: list[dict], name: str) -> list[dict]:
         and all(r.get(k) == first.get(k) for k in ("dataset", "command_set", "n"))
     ]
     order = ["edge", SPECIALISED, HEARD, BASELINE]
-    return sorted(rows + kept, key=lambda r: (INPUTS.index(r["input"]), order.index(r["system"]), r["precision"]))
+
+    def key(r: dict) -> tuple:
+        system = r["system"].removesuffix(FREE_NUMBERS)
+        return INPUTS.index(r["input"]), order.index(system), r["precision"], r["system"] != system
+
+    return sorted(rows + kept, key=key)
 
 
 def _pct(x: float) -> str:
@@ -330,6 +335,8 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
         bundles |= {(SPECIALISED, p): str(ensure_specialised(cs, p)) for p in precisions}
     if args.heard:
         bundles |= {(HEARD, p): str(ensure_specialised(cs, p, speech)) for p in precisions}
+    if args.free_numbers:  # the same bundles, decoding any number in range (values.py off)
+        bundles |= {(system + FREE_NUMBERS, p): b for (system, p), b in bundles.items()}
     keys = [(s, p, i) for i in inputs for s, p in [*bundles, (BASELINE, NO_PRECISION)]]
 
     def spec(key: tuple) -> dict:
@@ -338,6 +345,7 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
         return {
             "system": system,
             "bundle": bundles.get((system, precision)),
+            "ground_numbers": not system.endswith(FREE_NUMBERS),
             "commands": cs.path,
             "asr": speech if input_ != "text" else None,
             "asr_prompt": speech_prompt(cs) if input_.endswith(VOCAB) else None,

@@ -1,6 +1,7 @@
 """One measured voice-command run in a fresh process: ``python -m benchmarks.commands_worker SPEC``.
 
-SPEC is JSON: system (``edge`` or ``baseline-nearest-example``), bundle (the text bundle, edge only), commands
+SPEC is JSON: system (``edge`` or ``baseline-nearest-example``), bundle (the text bundle, edge only),
+ground_numbers (false: numeric arguments are not narrowed to the numbers a request states), commands
 (the command-set file), asr (a speech bundle, or null for typed text), asr_prompt (text the recognizer reads
 before each clip: the set's words, or null), inputs (texts, or .wav paths when asr is
 set) and warmup (one input that is not in the dataset). Loads everything once, runs the warm-up, then times each
@@ -19,6 +20,7 @@ from typing import Any
 BASELINE = "baseline-nearest-example"
 SPECIALISED = "edge-specialised"  # a bundle from `edge-export specialise`, prompted as it was trained
 HEARD = "edge-specialised-heard"  # the same, also trained on the speech model's transcripts (--speech-model)
+FREE_NUMBERS = ", free numbers"  # after a system: its numbers not narrowed to those the request states
 
 Parser = Callable[[str], dict]
 
@@ -28,7 +30,7 @@ def load_edge(spec: dict, cs) -> tuple[Parser, list[int]]:
     import edge
     from edge.commands.command_model import CommandModel
 
-    model = CommandModel(edge.load(spec["bundle"], threads=1), cs)
+    model = CommandModel(edge.load(spec["bundle"], threads=1), cs, ground_numbers=spec.get("ground_numbers", True))
     calls = [0]
     forward = model.model.decoder.forward
 

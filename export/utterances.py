@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.commands.command_set import Arg, Command, CommandSet
+from edge.commands.values import unit_of as arg_unit
 
 Maker = Callable[[random.Random], tuple[str, dict]]
 
@@ -362,7 +363,7 @@ def _verb(rng: random.Random, verb: str, fallback: str = "set") -> str:
 
 # --- how values are said ----------------------------------------------------------------
 
-UNIT_WORDS = {
+UNIT_WORDS = {  # keyed by edge.commands.values.UNITS, in its order
     "celsius": ["degrees", "degrees", "degrees celsius", "degrees C", "°C", "C", ""],
     "temperature": ["degrees", "degrees", "degrees celsius", "°C", ""],
     "degrees": ["degrees", "degrees", "°", ""],
@@ -397,13 +398,8 @@ DAY_WORDS = {1: ["a day", "one day", "tomorrow", "24 hours"], 2: ["a couple of d
 
 
 def unit_of(arg: Arg, r: Reading | None = None) -> str | None:
-    """The unit an argument is counted in, from its name first, then its command's description."""
-    places = [arg.name.lower()] + ([r.command.description.lower()] if r else [])
-    for place in places:
-        for word in UNIT_WORDS:
-            if re.search(rf"\b{word}\b|{word}$|^{word}", place):
-                return word
-    return None
+    """The unit an argument is counted in, as the runtime reads it (``edge.commands.values.unit_of``)."""
+    return arg_unit(arg, r.command.description if r else "")
 
 
 def count_words(arg: Arg, r: Reading | None = None) -> list[str]:

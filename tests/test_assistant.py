@@ -24,6 +24,7 @@ from benchmarks.assistant import espeak, silence
 from edge.assistant import Assistant, Endpointing, Voice
 from edge.assistant.endpoint import is_complete
 from edge.assistant.reply import sentences
+from edge.commands.command_set import CommandSet
 from tests.conftest import ROOT, run_lean_cli
 
 needs_wake = pytest.mark.skipif(
@@ -49,13 +50,25 @@ class FixedCommands:
 
     def __init__(self, command: dict):
         self.command = command
-        self.commands = SimpleNamespace(unknown="unknown")
+        self.commands = COMMANDS
 
     def parse(self, text: str):
         return SimpleNamespace(command=self.command)
 
 
 LIGHT = {"command": "set_light", "args": {"room": "kitchen", "on": True}}
+INTEGER = {"type": "integer", "minimum": 0, "maximum": 300}
+COMMANDS = CommandSet.from_dict(
+    {
+        "commands": {
+            "set_light": {"args": {"room": {"enum": ["kitchen"]}, "on": {"type": "boolean"}}},
+            "start_timer": {"description": "A timer for a number of minutes.", "args": {"minutes": INTEGER}},
+            "set_oven_temperature": {"args": {"celsius": INTEGER}},
+            "set_schedule_time": {"args": {"hour": INTEGER}},
+            "unknown": {},
+        }
+    }
+)
 
 
 def make(vad_path, recognizer, command=LIGHT, **kwargs) -> Assistant:
@@ -190,17 +203,19 @@ def test_the_assistant_beside_the_server_uses_its_worker_and_publishes_its_event
 
 
 def test_complete_commands_and_requests_still_going_on():
-    unknown = "unknown"
-    assert is_complete("Turn on the kitchen light.", LIGHT, unknown)
-    assert is_complete("Set a timer for fifteen minutes.", {"command": "start_timer", "args": {"minutes": 15}}, unknown)
+    assert is_complete("Turn on the kitchen light.", LIGHT, COMMANDS)
+    timer = {"command": "start_timer", "args": {"minutes": 15}}
+    assert is_complete("Set a timer for fifteen minutes.", timer, COMMANDS)
+    # a number is said as its argument counts it: an hour is 60 minutes
+    assert is_complete("Set a one hour timer.", {"command": "start_timer", "args": {"minutes": 60}}, COMMANDS)
     # a time of day is said as a clock time once normalised ("9 pm" -> "21:00")
-    assert is_complete("Start the watering at 9 pm.", {"command": "set_schedule_time", "args": {"hour": 21}}, unknown)
+    assert is_complete("Start the watering at 9 pm.", {"command": "set_schedule_time", "args": {"hour": 21}}, COMMANDS)
     # the model must fill in a number the grammar requires; one that was not said means the request is not over
-    assert not is_complete("Set a timer for", {"command": "start_timer", "args": {"minutes": 5}}, unknown)
-    assert not is_complete("Set a timer for...", {"command": "start_timer", "args": {"minutes": 5}}, unknown)
-    assert not is_complete("Heat the oven to", {"command": "set_oven_temperature", "args": {"celsius": 180}}, unknown)
-    assert not is_complete("What is the capital of France?", {"command": "unknown", "args": {}}, unknown)
-    assert not is_complete("Turn on the", LIGHT, unknown)
+    assert not is_complete("Set a timer for", {"command": "start_timer", "args": {"minutes": 5}}, COMMANDS)
+    assert not is_complete("Set a timer for...", {"command": "start_timer", "args": {"minutes": 5}}, COMMANDS)
+    assert not is_complete("Heat the oven to", {"command": "set_oven_temperature", "args": {"celsius": 180}}, COMMANDS)
+    assert not is_complete("What is the capital of France?", {"command": "unknown", "args": {}}, COMMANDS)
+    assert not is_complete("Turn on the", LIGHT, COMMANDS)
 
 
 def test_sentences_are_yielded_as_soon_as_they_are_complete():

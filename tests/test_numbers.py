@@ -58,6 +58,14 @@ REWRITTEN = [
     ("an hour", "1 hour"),
     ("two hours", "2 hours"),
     ("timer for one minute", "timer for 1 minute"),
+    ("start a one hour timer", "start a 1 hour timer"),
+    # how a recogniser writes spoken numbers in digits
+    ("heat the oven to 100 and 80 degrees", "heat the oven to 180 degrees"),
+    ("run the lathe at 1,250 rpm", "run the lathe at 1250 rpm"),
+    ("2 hundred and 20", "220"),
+    ("1 thousand 2 hundred and fifty", "1250"),
+    ("1000 200 and 50", "1250"),
+    ("give it a one-minute warning", "give it a 1-minute warning"),
     ("set an alarm for seven", "set an alarm for 7"),
     ("half past seven", "half past 7"),
 ]
@@ -82,6 +90,10 @@ UNCHANGED = [
     "",
     "   ",
     "point the sprinkler at the roses",
+    "5, 3 please",
+    "zones 1,2,3 and 12,5",
+    "the 100 and the 80",
+    "21:00 and 5",
 ]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.commands.command_set import CommandSet
 from edge.commands.numbers import normalise
+from edge.commands.values import numbers_stated
 
 # Words a request does not end on: "set a timer for", "turn on the", "the oven and".
 DANGLING = frozenset(["a", "an", "and", "at", "by", "for", "from", "in", "into", "of", "on", "or", "the", "to", "with"])
@@ -27,30 +29,20 @@ class Endpointing:
     min_speech_s: float = 0.2  # shorter voiced stretches (a click, a breath) do not start a request
 
 
-def is_complete(transcript: str, command: dict, unknown: str | None) -> bool:
+def is_complete(transcript: str, command: dict, commands: CommandSet) -> bool:
     """Whether ``command``, mapped from ``transcript`` so far, can be acted on without waiting for more speech.
 
     A declined request is never complete (it may be a question still being asked); nor is a transcript that
     trails off on a joining word or an ellipsis, nor one whose command carries a number that was not said
     (the grammar makes the model supply one: "set a timer for" would otherwise start some timer).
     """
-    if command["command"] == unknown:
+    if command["command"] == commands.unknown:
         return False
     text = transcript.strip()
     if not text or text.endswith(("...", "…", ",", "-")):
         return False
-    words = normalise(text).lower().rstrip(".!?").split()
+    request = normalise(text)
+    words = request.lower().rstrip(".!?").split()
     if not words or words[-1] in DANGLING:
         return False
-    # a clock time counts its hour and minutes as said: "21:00", "05:30"
-    said = {part.lstrip("0") or "0" for w in words for part in w.strip(".,!?:;").split(":")} | {
-        w.strip(".,!?:;") for w in words
-    }
-    for value in command["args"].values():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and _number_text(value) not in said:
-            return False
-    return True
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    return numbers_stated(commands, request, command)

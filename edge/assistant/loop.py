@@ -170,7 +170,7 @@ class Assistant:
             transcript, command = self._understand(request.clip(end))
             request.guess = (request.speech_end, transcript, command)
         unknown = self.commands.commands.unknown if self.commands is not None else None
-        if not final and not is_complete(transcript, command, unknown):
+        if not final and (self.commands is None or not is_complete(transcript, command, self.commands.commands)):
             return None  # wait for the long silence: the request may go on
         t, speech_end = position / rate, request.speech_end / rate
         if command["command"] != unknown:

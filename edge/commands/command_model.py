@@ -21,12 +21,14 @@ from edge.bundle import MANIFEST
 from edge.commands.command_set import CommandSet, CommandSetError
 from edge.commands.grammar import Grammar
 from edge.commands.numbers import normalise
+from edge.commands.values import allowed_values, stated_values
 from edge.errors import BundleError, ContextOverflowError
 from edge.files import sha256_file
 from edge.text.generate import GenerationStats, generate_constrained
 from edge.text.model import TextModel
 
 MAX_COMMAND_TOKENS = 96
+NARROWED_GRAMMARS = 64  # compiled per-request grammars kept: a repeated request skips the compile
 OUT_OF_DOMAIN = "what is the capital of france"
 
 
@@ -142,11 +144,14 @@ def examples(commands: CommandSet) -> list[tuple[str, dict]]:
 class CommandModel:
     """Maps typed (or transcribed) requests to commands of one command set."""
 
-    def __init__(self, model: TextModel, commands: CommandSet):
+    def __init__(self, model: TextModel, commands: CommandSet, ground_numbers: bool = True):
         m = model.manifest
         self.model = model
         self.commands = commands
         self.grammar = Grammar(model.bundle.tokenizer_path, commands.json_schema(), m.tokens.stop_ids, m.vocab_size)
+        # numeric arguments take a number the request states, when one fits (values.py)
+        self.ground_numbers = ground_numbers
+        self._narrowed: dict[tuple, Grammar] = {}
         if model.manifest.chat_template is None:
             raise BundleError(
                 f"{model.bundle.path}: voice commands need an instruction-tuned model with a chat template",
@@ -190,6 +195,20 @@ class CommandModel:
         stats = GenerationStats()
         request = self._fit(request_text(request))  # one line, however it was typed or transcribed
         ids = self._prompt_ids(request)
-        tokens = generate_constrained(self.model.decoder, ids, self.grammar.matcher(), MAX_COMMAND_TOKENS, stats)
+        matcher = self._grammar_for(request).matcher()
+        tokens = generate_constrained(self.model.decoder, ids, matcher, MAX_COMMAND_TOKENS, stats)
         command = self.commands.validate(json.loads(self.model.tokenizer.decode(tokens)))
         return CommandResult(request, command, time.perf_counter() - start, stats)
+
+    def _grammar_for(self, request: str) -> Grammar:
+        """The set's grammar with each numeric argument narrowed to the numbers ``request`` states that fit it."""
+        allowed = allowed_values(self.commands, stated_values(request)) if self.ground_numbers else {}
+        if not allowed:
+            return self.grammar
+        key = tuple(sorted(allowed.items()))
+        grammar = self._narrowed.get(key)
+        if grammar is None:
+            if len(self._narrowed) >= NARROWED_GRAMMARS:
+                self._narrowed.pop(next(iter(self._narrowed)))
+            grammar = self._narrowed[key] = self.grammar.narrowed(self.commands.json_schema(allowed))
+        return grammar

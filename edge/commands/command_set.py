@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,13 +190,20 @@ class CommandSet:
         """The command that declines out-of-domain requests, if the set has one."""
         return UNKNOWN if UNKNOWN in self.commands else None
 
-    def json_schema(self) -> dict[str, Any]:
-        """JSON Schema of one command object: any of the commands, each with exactly its arguments."""
+    def json_schema(self, allowed: Mapping[tuple[str, str], Sequence[Any]] | None = None) -> dict[str, Any]:
+        """JSON Schema of one command object: any of the commands, each with exactly its arguments.
+
+        ``allowed`` narrows arguments to listed values: (command, argument) -> values (see ``values.py``).
+        """
+        allowed = allowed or {}
         options = []
         for c in self.commands.values():
             args = {
                 "type": "object",
-                "properties": {a.name: a.schema() for a in c.args},
+                "properties": {
+                    a.name: {"enum": list(allowed[c.name, a.name])} if (c.name, a.name) in allowed else a.schema()
+                    for a in c.args
+                },
                 "required": [a.name for a in c.args],
                 "additionalProperties": False,
             }

@@ -9,6 +9,7 @@ asking the model, which is most of a command's tokens.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,21 @@ class Grammar:
         self.tokenizer = llguidance.LLTokenizer(
             _byte_level_view(Path(tokenizer_json)), n_vocab=vocab_size, eos_token=stop_ids[0]
         )
-        self.grammar = llguidance.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
-        error = llguidance.LLMatcher.validate_grammar(self.grammar, self.tokenizer)
+        self.vocab_size = vocab_size
+        self.grammar = self._compile(schema)
+
+    def _compile(self, schema: dict[str, Any]) -> str:
+        grammar = self._llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
+        error = self._llg.LLMatcher.validate_grammar(grammar, self.tokenizer)
         if error:
             raise GrammarError(f"the command schema does not compile: {error}", "simplify the command set")
-        self.vocab_size = vocab_size
+        return grammar
+
+    def narrowed(self, schema: dict[str, Any]) -> Grammar:
+        """The same tokenizer with another schema (one request's narrower one): the tokenizer is the costly part."""
+        other = copy.copy(self)
+        other.grammar = self._compile(schema)
+        return other
 
     def matcher(self) -> Matcher:
         return Matcher(self)

@@ -22,7 +22,11 @@ The rules, in the order they apply:
 - **Counting words**: "a couple of" / "a couple" -> 2, "a dozen" -> 12, "half a dozen" -> 6, "two dozen" -> 24.
 - **Ordinals** from "third" on: "third" -> "3rd", "twenty first" -> "21st". "first" and "second" stay
   words: alone they are mostly "first, ..." and "a second", not positions.
-- **A lone "one"** stays a word when it stands for a thing: "one of", "this one", "the one", "one by one".
+- **A lone "one"** stays a word when it stands for a thing: "one of", "this one", "the one", "one by one";
+  before a unit of time it is a count even so ("a one hour timer" -> "a 1 hour timer").
+- **Numbers a recogniser wrote in digits** are one number: "1,250" -> 1250, "1000 200" -> 1200, "100 and
+  80" (Whisper's "a hundred and eighty") -> 180, "1 thousand 2 hundred and fifty" -> 1250,
+  "2 hundred and 20" -> 220.
 - **Durations**: one rule, a duration with a part of an hour becomes whole minutes, and whole hours
   stay hours: "half an hour" -> "30 minutes", "a quarter of an hour" -> "15 minutes", "an hour and a
   half" and "one and a half hours" -> "90 minutes", "two and a half hours" -> "150 minutes",
@@ -182,11 +186,12 @@ class _Reader:
         return None
 
     def stands_for_a_thing(self, i: int, end: int) -> bool:
-        """A lone "one" that is a pronoun ("one of the lights", "this one"), not a count."""
+        """A lone "one" that is a pronoun ("one of the lights", "this one"), not a count ("a one hour timer")."""
         return (
             end == i + 1
             and self.word(i) == "one"
             and (self.before(i) in ONE_AFTER or self.word(self.after(i)) in ONE_BEFORE)
+            and self.word(self.after(i, hyphen=True)) not in TIME_UNITS
         )
 
 
@@ -226,6 +231,14 @@ def _digits(text: str) -> str:
         i = end
     return "".join(out)
 
+
+# How a recogniser writes a spoken number in digits: "1,250", "1000 250" (one thousand two hundred and fifty), "100
+# and 80" (a hundred and eighty). Each is one number; applied in this order, so "1000 200 and 50" is 1250.
+_DIGIT_COMPOUNDS: list[tuple[re.Pattern, object]] = [
+    (re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])"), lambda m: m[0].replace(",", "")),
+    (re.compile(r"(?<![\d.])([1-9]\d*000) ([1-9]\d\d)(?![\d.])"), lambda m: str(int(m[1]) + int(m[2]))),
+    (re.compile(r"(?<![\d.])([1-9]\d*00) and ([1-9]\d?)(?![\d.:])"), lambda m: str(int(m[1]) + int(m[2]))),
+]
 
 _HOURS = r"(?:hours?|hrs?)"
 _DURATIONS: list[tuple[re.Pattern, object]] = [
@@ -270,7 +283,7 @@ def _hours(said: str) -> float:
 def normalise(text: str) -> str:
     """``text`` with its spelled numbers as digits and fractions of hours as minutes (module docstring)."""
     text = _digits(text)
-    for pattern, replace in _DURATIONS:
+    for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
     text = _CLOCK.sub(_clock, text)
     return _NAMED_TIME.sub(lambda m: f"{m[1]} {'00:00' if m[2].lower() == 'midnight' else '12:00'}", text)

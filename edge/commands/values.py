@@ -1,0 +1,117 @@
+"""The numbers a request states, so that decoding writes one of them instead of inventing its own.
+
+A small model that reads "timer for 3 minutes" can still write 30, and "a one hour timer" 150: digits
+are tokens like any other to it. So each request gets its own grammar in which a numeric argument can
+only take a value the request states (:func:`stated_values` on the normalised request), converted to the
+argument's unit of time ("1 hour" is 60 for an argument counted in minutes; a length of time is no
+value for an argument not counted in time). Where
+no stated number fits an argument's range, the argument keeps its whole range: levels said in words
+("max the fan", "dim it all the way") are still the model's to read.
+
+>>> from edge.commands.command_set import CommandSet
+>>> timer = CommandSet.from_dict({"commands": {"start_timer": {
+...     "description": "Start a timer for a number of minutes.",
+...     "args": {"minutes": {"type": "integer", "minimum": 1, "maximum": 180}}}}})
+>>> stated_values("start a 1 hour timer")
+[Stated(value=1, unit='hours')]
+>>> allowed_values(timer, stated_values("start a 1 hour timer"))
+{('start_timer', 'minutes'): (60,)}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from edge.commands.command_set import Arg, CommandSet
+
+# The units an argument can be counted in, as its name or its command's description says them; the first
+# that matches wins, so "celsius" beats the "degrees" of "degrees celsius".
+UNITS = ("celsius", "temperature", "degrees", "fahrenheit", "minutes", "seconds", "hours", "days", "weeks",
+         "percent", "rpm", "revolutions", "litres", "metres", "meters")  # fmt: skip
+SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+# how a request names a unit of time right after its number
+SAID_TIME_UNITS = {
+    "second": "seconds", "seconds": "seconds", "sec": "seconds", "secs": "seconds",
+    "minute": "minutes", "minutes": "minutes", "min": "minutes", "mins": "minutes",
+    "hour": "hours", "hours": "hours", "hr": "hours", "hrs": "hours",
+    "day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+}  # fmt: skip
+# A number not inside a word, a decimal or a clock's minutes; then a clock's minutes, or the word after it.
+_NUMBER = re.compile(r"(?<![\w.:])(-?\d{1,12}(?:\.\d{1,6})?)(:\d\d)?(?:\s*-?\s*([A-Za-z]+))?")
+MAX_VALUES = 8  # per argument: a request that states more numbers than this is not narrowing anything
+
+
+@dataclass(frozen=True)
+class Stated:
+    """One number as a request states it, with the unit of time said right after it, if any."""
+
+    value: int | float
+    unit: str | None = None
+
+
+def unit_of(arg: Arg, description: str = "") -> str | None:
+    """The unit an argument is counted in (one of :data:`UNITS`), from its name first, then ``description``."""
+    for place in (arg.name.lower(), description.lower()):
+        for word in UNITS:
+            if re.search(rf"\b{word}\b|{word}$|^{word}", place):
+                return word
+    return None
+
+
+def stated_values(request: str) -> list[Stated]:
+    """Every number in ``request`` (already normalised: digits, 24-hour clock times), in order.
+
+    A clock time states its hour, and its minutes unless on the hour ("21:00" is 21, "7:30" is 7 and 30); an
+    ordinal its number ("3rd" is 3).
+    """
+    stated = []
+    for number, clock, word in _NUMBER.findall(request):
+        value = float(number)
+        stated.append(Stated(int(value) if value.is_integer() else value, SAID_TIME_UNITS.get(word.lower())))
+        if clock.strip(":0"):
+            stated.append(Stated(int(clock[1:])))
+    return stated
+
+
+def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int | float, ...]:
+    values = []
+    for s in stated:
+        value = s.value
+        if s.unit:  # a length of time is a value only of an argument counted in time, in its unit
+            if unit not in SECONDS:
+                continue
+            value = value * SECONDS[s.unit] / SECONDS[unit]  # "1 hour" for an argument in minutes is 60
+        if arg.type == "integer":
+            if not float(value).is_integer():
+                continue
+            value = int(value)
+        if (arg.minimum is None or value >= arg.minimum) and (arg.maximum is None or value <= arg.maximum):
+            values.append(value)
+    values = list(dict.fromkeys(values))
+    return tuple(values) if len(values) <= MAX_VALUES else ()
+
+
+def allowed_values(commands: CommandSet, stated: list[Stated]) -> dict[tuple[str, str], tuple]:
+    """(command, argument) -> the values the request allows it, for each numeric argument a stated number fits."""
+    allowed = {}
+    for c in commands.commands.values():
+        for a in c.args:
+            if a.type in ("integer", "number"):
+                values = _candidates(a, unit_of(a, c.description), stated)
+                if values:
+                    allowed[(c.name, a.name)] = values
+    return allowed
+
+
+def numbers_stated(commands: CommandSet, request: str, command: dict) -> bool:
+    """Whether every numeric argument of ``command`` holds a number ``request`` states, as the argument counts it."""
+    c = commands.commands.get(command["command"])
+    if c is None:
+        return False
+    stated = stated_values(request)
+    return all(
+        command["args"].get(a.name) in _candidates(a, unit_of(a, c.description), stated)
+        for a in c.args
+        if a.type in ("integer", "number")
+    )

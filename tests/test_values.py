@@ -1,0 +1,109 @@
+"""Numbers a request states narrow what a numeric argument may take (edge/commands/values.py).
+
+The end-to-end checks run the tiny random model: it has no idea which number to write, so any value
+it writes that the request did not state would show the grammar let it through.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import edge
+from edge.commands.command_model import CommandModel, request_text
+from edge.commands.command_set import CommandSet
+from edge.commands.values import MAX_VALUES, Stated, allowed_values, stated_values, unit_of
+
+KITCHEN = CommandSet.from_dict(
+    {
+        "name": "kitchen",
+        "commands": {
+            "start_timer": {
+                "description": "Start a timer for a number of minutes.",
+                "args": {"minutes": {"type": "integer", "minimum": 1, "maximum": 180}},
+            },
+            "bake": {"description": "Heat the oven.", "args": {"celsius": {"type": "integer", "minimum": 30}}},
+            "alarm": {"description": "Wake me at an hour.", "args": {"hour": {"type": "integer", "maximum": 23}}},
+            "dim": {"description": "Dim the lamp.", "args": {"level": {"type": "number", "minimum": 0, "maximum": 1}}},
+            "rinse": {"description": "Rinse.", "args": {"seconds": {"type": "integer", "minimum": 1, "maximum": 600}}},
+            "unknown": {"description": "Anything else.", "args": {}},
+        },
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "request_, stated",
+    [
+        ("timer for 3 minutes", [Stated(3, "minutes")]),
+        ("a 20-minute timer", [Stated(20, "minutes")]),
+        ("start a 1 hour timer", [Stated(1, "hours")]),
+        ("wake me at 21:00", [Stated(21)]),
+        ("the 3rd zone at -5 degrees", [Stated(3), Stated(-5)]),
+        ("dim to 0.25", [Stated(0.25)]),
+        ("zone2 and v1.2.3", []),  # inside words and version strings: not values
+        ("no numbers here", []),
+    ],
+)
+def test_stated_values(request_, stated):
+    assert stated_values(request_) == stated
+
+
+def test_spelled_numbers_are_stated_once_normalised():
+    assert stated_values(request_text("give me a timer for an hour and a half")) == [Stated(90, "minutes")]
+    assert stated_values(request_text("bake at one eighty")) == [Stated(180)]
+
+
+def test_values_fit_each_argument_in_its_own_unit_and_range():
+    allowed = allowed_values(KITCHEN, stated_values("set a 2 hour timer and bake at 200"))
+    assert allowed[("start_timer", "minutes")] == (120,)  # hours said, minutes counted
+    assert allowed[("bake", "celsius")] == (200,)  # 120 minutes is not a temperature: unit-less 2 is too low
+    assert allowed[("rinse", "seconds")] == (200,)  # 2 hours is past its 600 s
+    assert ("alarm", "hour") not in allowed  # "2 hour" is a length, not an hour of the day; 200 is past 23
+    assert allowed_values(KITCHEN, stated_values("wake me at 7"))[("alarm", "hour")] == (7,)
+    assert allowed_values(KITCHEN, stated_values("dim to 0.5"))[("dim", "level")] == (0.5,)
+    assert ("start_timer", "minutes") not in allowed_values(KITCHEN, stated_values("timer for 1.5 minutes"))
+
+
+def test_too_many_numbers_narrow_nothing():
+    many = " ".join(str(n) for n in range(1, MAX_VALUES + 2))
+    assert ("start_timer", "minutes") not in allowed_values(KITCHEN, stated_values(many))
+
+
+def test_unit_comes_from_the_name_then_the_description():
+    timer = KITCHEN.commands["start_timer"]
+    assert unit_of(timer.args[0]) == "minutes"
+    oven = KITCHEN.commands["bake"]
+    assert unit_of(oven.args[0], oven.description) == "celsius"
+    assert unit_of(KITCHEN.commands["dim"].args[0], "Dim the lamp.") is None
+
+
+def test_narrowed_schema_lists_the_values(tmp_path):
+    schema = KITCHEN.json_schema({("start_timer", "minutes"): (60,)})
+    timer = next(o for o in schema["anyOf"] if o["properties"]["command"]["const"] == "start_timer")
+    assert timer["properties"]["args"]["properties"]["minutes"] == {"enum": [60]}
+
+
+@pytest.fixture(scope="module")
+def tiny_kitchen(tiny_bundle):
+    return CommandModel(edge.load(tiny_bundle("llama", "fp32")), KITCHEN)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(minutes=st.integers(1, 180), temperature=st.integers(30, 300), filler=st.sampled_from(["", "please ", "um "]))
+def test_a_random_model_only_writes_stated_numbers(tiny_kitchen, minutes, temperature, filler):
+    command = tiny_kitchen.parse(f"{filler}timer for {minutes} minutes then bake at {temperature}").command
+    allowed = {"start_timer": {minutes, temperature}, "bake": {temperature}, "rinse": {minutes * 60, temperature}}
+    for value in command["args"].values():
+        if command["command"] in allowed:
+            assert value in allowed[command["command"]], command
+
+
+def test_grounding_can_be_switched_off_and_grammars_are_cached(tiny_bundle):
+    free = CommandModel(edge.load(tiny_bundle("llama", "fp32")), KITCHEN, ground_numbers=False)
+    assert free._grammar_for("timer for 5 minutes") is free.grammar
+    grounded = CommandModel(edge.load(tiny_bundle("llama", "fp32")), KITCHEN)
+    first = grounded._grammar_for("timer for 5 minutes")
+    assert first is not grounded.grammar and grounded._grammar_for("5 minutes timer") is first
+    assert grounded._grammar_for("no number") is grounded.grammar
