@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.commands.command_set import Arg, Command, CommandSet
+from edge.commands.values import SECONDS
 from edge.commands.values import unit_of as arg_unit
 
 Maker = Callable[[random.Random], tuple[str, dict]]
@@ -380,7 +381,7 @@ UNIT_WORDS = {  # keyed by edge.commands.values.UNITS, in its order
     "metres": ["metres", "meters", "m"],
     "meters": ["meters", "metres", "m"],
 }
-TIME_UNITS = ("minutes", "seconds", "hours", "days", "weeks")
+TIME_UNITS = tuple(SECONDS)  # the units counted in time, as the runtime converts them
 # Durations people say in other words, by minutes.
 DURATIONS = {
     1: ["a minute", "one minute"], 15: ["a quarter of an hour", "quarter of an hour"],
