@@ -386,7 +386,8 @@ def main() -> None:
     c.add_argument(
         "--free-numbers",
         action="store_true",
-        help="also each edge bundle without narrowing numbers to those the request states (rows '..., free numbers')",
+        help="also each edge bundle without narrowing numbers, or commands, to those the request states "
+        "(rows '..., free numbers')",
     )
     c = sub.add_parser("assistant", help="edge-run --assistant over synthesised sessions, with and without wake words")
     c.add_argument("--model", help="text bundle (default: SmolLM2 int4, exported into benchmarks/.bundles)")

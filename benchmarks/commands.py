@@ -335,7 +335,7 @@ def run_set(cs: CommandSet, dataset: Path, args) -> None:
         bundles |= {(SPECIALISED, p): str(ensure_specialised(cs, p)) for p in precisions}
     if args.heard:
         bundles |= {(HEARD, p): str(ensure_specialised(cs, p, speech)) for p in precisions}
-    if args.free_numbers:  # the same bundles, decoding any number in range (values.py off)
+    if args.free_numbers:  # the same bundles, decoding any command and any number in range (values.py off)
         bundles |= {(system + FREE_NUMBERS, p): b for (system, p), b in bundles.items()}
     keys = [(s, p, i) for i in inputs for s, p in [*bundles, (BASELINE, NO_PRECISION)]]
 

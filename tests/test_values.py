@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import edge
 from edge.commands.command_model import CommandModel, request_text
 from edge.commands.command_set import CommandSet
-from edge.commands.values import MAX_VALUES, Stated, allowed_values, stated_values, unit_of
+from edge.commands.values import MAX_VALUES, Stated, allowed_values, commands_meant, stated_values, unit_of
 
 KITCHEN = CommandSet.from_dict(
     {
@@ -40,7 +40,8 @@ KITCHEN = CommandSet.from_dict(
         ("a 20-minute timer", [Stated(20, "minutes")]),
         ("start a 1 hour timer", [Stated(1, "hours")]),
         ("wake me at 21:00", [Stated(21)]),
-        ("the 3rd zone at -5 degrees", [Stated(3), Stated(-5)]),
+        ("the 3rd zone at -5 degrees", [Stated(3), Stated(-5, "degrees")]),
+        ("fan at 40 percent, lathe at 900 rpm", [Stated(40, "percent"), Stated(900, "rpm")]),
         ("dim to 0.25", [Stated(0.25)]),
         ("zone2 and v1.2.3", []),  # inside words and version strings: not values
         ("no numbers here", []),
@@ -64,6 +65,38 @@ def test_values_fit_each_argument_in_its_own_unit_and_range():
     assert allowed_values(KITCHEN, stated_values("wake me at 7"))[("alarm", "hour")] == (7,)
     assert allowed_values(KITCHEN, stated_values("dim to 0.5"))[("dim", "level")] == (0.5,)
     assert ("start_timer", "minutes") not in allowed_values(KITCHEN, stated_values("timer for 1.5 minutes"))
+
+
+def test_a_measure_fits_only_an_argument_counted_in_it():
+    allowed = allowed_values(KITCHEN, stated_values("keep it at 40 degrees"))
+    assert allowed == {("bake", "celsius"): (40,)}  # not 40 minutes, 40 seconds or 40 o'clock
+    assert allowed_values(KITCHEN, stated_values("dim to 0.5 percent")) == {}  # a level has no unit
+
+
+def _meant(request: str, commands: CommandSet = KITCHEN) -> set[str] | None:
+    stated = stated_values(request_text(request))
+    return commands_meant(commands, stated, allowed_values(commands, stated))
+
+
+def test_a_stated_number_leaves_the_commands_it_fits_and_declining():
+    assert _meant("hold the oven at 200") == {"bake", "rinse", "unknown"}
+    assert _meant("wake me at seven") == {"start_timer", "alarm", "rinse", "unknown"}
+    assert _meant("pause for three days") is None  # fits nothing: every command stays the model's to choose
+    assert _meant("dim the lamp") is None  # no number stated
+
+
+def test_a_command_that_names_the_number_among_its_choices_stays():
+    zones = CommandSet.from_dict(
+        {
+            "commands": {
+                "water": {"description": "Water a zone.", "args": {"minutes": {"type": "integer", "maximum": 60}}},
+                "zone_off": {"description": "Switch a zone off.", "args": {"zone": {"enum": ["zone 2", "lawn"]}}},
+                "stop": {"description": "Stop.", "args": {}},
+            }
+        }
+    )
+    assert _meant("turn off zone two", zones) == {"water", "zone_off"}
+    assert _meant("water for 30 minutes", zones) == {"water"}
 
 
 def test_too_many_numbers_narrow_nothing():
@@ -95,6 +128,7 @@ def tiny_kitchen(tiny_bundle):
 def test_a_random_model_only_writes_stated_numbers(tiny_kitchen, minutes, temperature, filler):
     command = tiny_kitchen.parse(f"{filler}timer for {minutes} minutes then bake at {temperature}").command
     allowed = {"start_timer": {minutes, temperature}, "bake": {temperature}, "rinse": {minutes * 60, temperature}}
+    assert command["command"] in {*allowed, "unknown"}, command  # no command the stated numbers do not fit
     for value in command["args"].values():
         if command["command"] in allowed:
             assert value in allowed[command["command"]], command

@@ -21,7 +21,7 @@ from edge.bundle import MANIFEST
 from edge.commands.command_set import CommandSet, CommandSetError
 from edge.commands.grammar import Grammar
 from edge.commands.numbers import normalise
-from edge.commands.values import allowed_values, stated_values
+from edge.commands.values import allowed_values, commands_meant, stated_values
 from edge.errors import BundleError, ContextOverflowError
 from edge.files import sha256_file
 from edge.text.generate import GenerationStats, generate_constrained
@@ -201,14 +201,19 @@ class CommandModel:
         return CommandResult(request, command, time.perf_counter() - start, stats)
 
     def _grammar_for(self, request: str) -> Grammar:
-        """The set's grammar with each numeric argument narrowed to the numbers ``request`` states that fit it."""
-        allowed = allowed_values(self.commands, stated_values(request)) if self.ground_numbers else {}
+        """The set's grammar narrowed to the commands and numbers ``request`` states (values.py)."""
+        if not self.ground_numbers:
+            return self.grammar
+        stated = stated_values(request)
+        allowed = allowed_values(self.commands, stated)
         if not allowed:
             return self.grammar
-        key = tuple(sorted(allowed.items()))
+        meant = commands_meant(self.commands, stated, allowed)
+        key = (tuple(sorted(allowed.items())), tuple(sorted(meant or ())))
         grammar = self._narrowed.get(key)
         if grammar is None:
             if len(self._narrowed) >= NARROWED_GRAMMARS:
                 self._narrowed.pop(next(iter(self._narrowed)))
-            grammar = self._narrowed[key] = self.grammar.narrowed(self.commands.json_schema(allowed))
+            schema = self.commands.json_schema(allowed, meant)
+            grammar = self._narrowed[key] = self.grammar.narrowed(schema)
         return grammar

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,14 +190,19 @@ class CommandSet:
         """The command that declines out-of-domain requests, if the set has one."""
         return UNKNOWN if UNKNOWN in self.commands else None
 
-    def json_schema(self, allowed: Mapping[tuple[str, str], Sequence[Any]] | None = None) -> dict[str, Any]:
+    def json_schema(
+        self, allowed: Mapping[tuple[str, str], Sequence[Any]] | None = None, only: Collection[str] | None = None
+    ) -> dict[str, Any]:
         """JSON Schema of one command object: any of the commands, each with exactly its arguments.
 
-        ``allowed`` narrows arguments to listed values: (command, argument) -> values (see ``values.py``).
+        ``allowed`` narrows arguments to listed values: (command, argument) -> values, and ``only`` the
+        commands to those named (see ``values.py``).
         """
         allowed = allowed or {}
         options = []
         for c in self.commands.values():
+            if only is not None and c.name not in only:
+                continue
             args = {
                 "type": "object",
                 "properties": {

@@ -4,9 +4,11 @@ A small model that reads "timer for 3 minutes" can still write 30, and "a one ho
 are tokens like any other to it. So each request gets its own grammar in which a numeric argument can
 only take a value the request states (:func:`stated_values` on the normalised request), converted to the
 argument's unit of time ("1 hour" is 60 for an argument counted in minutes; a length of time is no
-value for an argument not counted in time). Where
+value for an argument not counted in time, "12 degrees" none for one counted in minutes). Where
 no stated number fits an argument's range, the argument keeps its whole range: levels said in words
-("max the fan", "dim it all the way") are still the model's to read.
+("max the fan", "dim it all the way") are still the model's to read. And where a stated number fits
+some command, the request means one of those commands or none (:func:`commands_meant`): "skip watering
+for 3 days" is not the command that switches a zone off.
 
 >>> from edge.commands.command_set import CommandSet
 >>> timer = CommandSet.from_dict({"commands": {"start_timer": {
@@ -24,19 +26,25 @@ import re
 from dataclasses import dataclass
 
 from edge.commands.command_set import Arg, CommandSet
+from edge.commands.numbers import normalise
 
 # The units an argument can be counted in, as its name or its command's description says them; the first
 # that matches wins, so "celsius" beats the "degrees" of "degrees celsius".
 UNITS = ("celsius", "temperature", "degrees", "fahrenheit", "minutes", "seconds", "hours", "days", "weeks",
          "percent", "rpm", "revolutions", "litres", "metres", "meters")  # fmt: skip
 SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
-# how a request names a unit of time right after its number
-SAID_TIME_UNITS = {
+# how a request names the unit right after its number: a unit of time, or a measure (what UNITS says it in)
+SAID_UNITS = {
     "second": "seconds", "seconds": "seconds", "sec": "seconds", "secs": "seconds",
     "minute": "minutes", "minutes": "minutes", "min": "minutes", "mins": "minutes",
     "hour": "hours", "hours": "hours", "hr": "hours", "hrs": "hours",
     "day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+    "degree": "degrees", "degrees": "degrees", "celsius": "degrees", "fahrenheit": "degrees",
+    "percent": "percent", "rpm": "rpm",
 }  # fmt: skip
+# the measures of UNITS that are one quantity, as SAID_UNITS names them
+MEASURES = {"celsius": "degrees", "temperature": "degrees", "degrees": "degrees", "fahrenheit": "degrees",
+            "percent": "percent", "rpm": "rpm", "revolutions": "rpm"}  # fmt: skip
 # A number not inside a word, a decimal or a clock's minutes; then a clock's minutes, or the word after it.
 _NUMBER = re.compile(r"(?<![\w.:])(-?\d{1,12}(?:\.\d{1,6})?)(:\d\d)?(?:\s*-?\s*([A-Za-z]+))?")
 MAX_VALUES = 8  # per argument: a request that states more numbers than this is not narrowing anything
@@ -44,7 +52,7 @@ MAX_VALUES = 8  # per argument: a request that states more numbers than this is 
 
 @dataclass(frozen=True)
 class Stated:
-    """One number as a request states it, with the unit of time said right after it, if any."""
+    """One number as a request states it, with the unit said right after it, if any (a value of SAID_UNITS)."""
 
     value: int | float
     unit: str | None = None
@@ -68,7 +76,7 @@ def stated_values(request: str) -> list[Stated]:
     stated = []
     for number, clock, word in _NUMBER.findall(request):
         value = float(number)
-        stated.append(Stated(int(value) if value.is_integer() else value, SAID_TIME_UNITS.get(word.lower())))
+        stated.append(Stated(int(value) if value.is_integer() else value, SAID_UNITS.get(word.lower())))
         if clock.strip(":0"):
             stated.append(Stated(int(clock[1:])))
     return stated
@@ -78,10 +86,12 @@ def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int |
     values = []
     for s in stated:
         value = s.value
-        if s.unit:  # a length of time is a value only of an argument counted in time, in its unit
+        if s.unit in SECONDS:  # a length of time is a value only of an argument counted in time, in its unit
             if unit not in SECONDS:
                 continue
             value = value * SECONDS[s.unit] / SECONDS[unit]  # "1 hour" for an argument in minutes is 60
+        elif s.unit and MEASURES.get(unit or "") != s.unit:  # "12 degrees" is no count of minutes
+            continue
         if arg.type == "integer":
             if not float(value).is_integer():
                 continue
@@ -102,6 +112,28 @@ def allowed_values(commands: CommandSet, stated: list[Stated]) -> dict[tuple[str
                 if values:
                     allowed[(c.name, a.name)] = values
     return allowed
+
+
+def commands_meant(
+    commands: CommandSet, stated: list[Stated], allowed: dict[tuple[str, str], tuple]
+) -> set[str] | None:
+    """The commands a request that states numbers can mean, or None when it can mean any.
+
+    "Hold off watering for five days" is not a command without a number, nor one whose numbers five days
+    cannot be: where a stated number fits some command's numeric argument (``allowed``), only such commands
+    remain, with declining, and any command that names a stated number among its choices ("zone 3").
+    """
+    if not allowed:
+        return None
+    meant = {command for command, _ in allowed}
+    if commands.unknown:
+        meant.add(commands.unknown)
+    said = {s.value for s in stated}
+    for c in commands.commands.values():
+        choices = (choice for a in c.args for choice in a.enum or ())
+        if any(s.value in said for choice in choices for s in stated_values(normalise(str(choice)))):
+            meant.add(c.name)
+    return meant
 
 
 def numbers_stated(commands: CommandSet, request: str, command: dict) -> bool:
