@@ -47,6 +47,14 @@ REWRITTEN = [
     ("a quarter of an hour", "15 minutes"),
     ("three quarters of an hour", "45 minutes"),
     ("an hour and a half", "90 minutes"),
+    ("timer for a hour and a half", "timer for 90 minutes"),  # Whisper's spelling of what it heard
+    ("a quarter of a hour", "15 minutes"),
+    ("a hourglass", "a hourglass"),
+    ("I changed a quarter of the water", "I changed 25 percent of the water"),
+    ("about half the tank", "about 50 percent of the tank"),
+    ("three quarters of my garden", "75 percent of my garden"),
+    ("fan to half", "fan to half"),  # a level, not a share of something
+    ("on behalf of the team", "on behalf of the team"),
     ("one and a half hours", "90 minutes"),
     ("two and a half hours", "150 minutes"),
     ("1.5 hours", "90 minutes"),

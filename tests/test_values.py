@@ -85,6 +85,19 @@ def test_a_stated_number_leaves_the_commands_it_fits_and_declining():
     assert _meant("dim the lamp") is None  # no number stated
 
 
+def test_a_share_is_a_percentage_and_nothing_else():
+    tank = CommandSet.from_dict(
+        {
+            "commands": {
+                "log_change": {"description": "Log a water change.", "args": {"percent": {"type": "integer"}}},
+                "heat": {"description": "Heat the water.", "args": {"celsius": {"type": "integer", "minimum": 18}}},
+                "unknown": {"description": "Anything else.", "args": {}},
+            }
+        }
+    )
+    assert _meant("I changed a quarter of the water", tank) == {"log_change", "unknown"}  # 25 is no temperature
+
+
 def test_a_command_that_names_the_number_among_its_choices_stays():
     zones = CommandSet.from_dict(
         {

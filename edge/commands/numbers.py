@@ -33,6 +33,9 @@ The rules, in the order they apply:
   "an hour and ten minutes" -> "70 minutes"; "an hour" -> "1 hour", "two hours" -> "2 hours". Minutes
   are what appliances count in; a whole hour is left for the model, which sees "1 hour" and "2 hours"
   in training.
+- **Shares of a whole** become percentages: "a quarter of the water" -> "25 percent of the water", "half
+  the tank" -> "50 percent of the tank", "three quarters of my" -> "75 percent of my"; so a share is a
+  value of an argument counted in percent, and of no other (``values.py``).
 - **Times of day** become 24-hour clock times: "9 pm" and "nine o'clock in the evening" -> "21:00",
   "5 a.m." -> "05:00", "11 at night" -> "23:00", "7:30 pm" -> "19:30", and "midnight" and "noon" after
   "at", "to", "for", "until", "from", "by", "before" or "after" -> "00:00" and "12:00": the model reads
@@ -243,17 +246,25 @@ _DIGIT_COMPOUNDS: list[tuple[re.Pattern, object]] = [
 _HOURS = r"(?:hours?|hrs?)"
 _DURATIONS: list[tuple[re.Pattern, object]] = [
     # "an hour and a half", "2 hours and a half", "1 hour and 30 minutes", "an hour 15 minutes"
-    (re.compile(rf"\b(an|[0-9]+) {_HOURS} and a half\b", re.I),
+    (re.compile(rf"\b(an?|[0-9]+) {_HOURS} and a half\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + 30:g} minutes"),
-    (re.compile(rf"\b(an|[0-9]+) {_HOURS}(?: and)? ([0-9]+) (?:minutes?|mins?)\b", re.I),
+    (re.compile(rf"\b(an?|[0-9]+) {_HOURS}(?: and)? ([0-9]+) (?:minutes?|mins?)\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + int(m[2]):g} minutes"),
     # "1.5 hours", "2.5 hours", "0.5 hours"
     (re.compile(rf"\b([0-9]+\.[0-9]+) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
     (re.compile(r"\b(?:a |one )?half(?: an| a)? hour\b", re.I), lambda m: "30 minutes"),
-    (re.compile(r"\b3 quarters of an hour\b", re.I), lambda m: "45 minutes"),
-    (re.compile(r"\b(?:a )?quarter(?: of an|-)? ?hour\b", re.I), lambda m: "15 minutes"),
-    (re.compile(r"\ban hour\b", re.I), lambda m: "1 hour"),
+    (re.compile(r"\b3 quarters of an? hour\b", re.I), lambda m: "45 minutes"),
+    (re.compile(r"\b(?:a )?quarter(?: of an?|-)? ?hour\b", re.I), lambda m: "15 minutes"),
+    (re.compile(r"\ban? hour\b", re.I), lambda m: "1 hour"),  # "a hour": how Whisper may write it
 ]  # fmt: skip
+
+
+_WHOLE = r"(?:of )?(the|my|our|this|that)\b"
+_SHARES: list[tuple[re.Pattern, object]] = [
+    (re.compile(rf"\b(?:a |one )?half {_WHOLE}", re.I), lambda m: f"50 percent of {m[1]}"),
+    (re.compile(rf"\b(?:a|one) quarter {_WHOLE}", re.I), lambda m: f"25 percent of {m[1]}"),
+    (re.compile(rf"\b3 quarters {_WHOLE}", re.I), lambda m: f"75 percent of {m[1]}"),
+]
 
 
 _PART_OF_DAY = r"in the morning|in the afternoon|in the evening|at night|tonight"
@@ -277,13 +288,13 @@ def _clock(m: re.Match) -> str:
 
 
 def _hours(said: str) -> float:
-    return 1 if said.lower() == "an" else float(said)
+    return 1 if said.lower() in ("a", "an") else float(said)
 
 
 def normalise(text: str) -> str:
     """``text`` with its spelled numbers as digits and fractions of hours as minutes (module docstring)."""
     text = _digits(text)
-    for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS:
+    for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS + _SHARES:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
     text = _CLOCK.sub(_clock, text)
     return _NAMED_TIME.sub(lambda m: f"{m[1]} {'00:00' if m[2].lower() == 'midnight' else '12:00'}", text)
