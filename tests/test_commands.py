@@ -172,6 +172,12 @@ def test_hostile_input_gives_a_valid_command(tiny_parser, panel, request_text):
     assert panel.validate(tiny_parser.parse(request_text).command)
 
 
+@pytest.mark.parametrize("request_text", ["", "   ", "...", "\n", "🙂🙂"])
+def test_nothing_said_is_declined_without_the_model(tiny_parser, request_text):
+    result = tiny_parser.parse(request_text)  # a silent clip transcribes to "" and must not run a command
+    assert result.command == {"command": "unknown", "args": {}} and result.stats.new_tokens == 0
+
+
 def test_forced_tokens_skip_model_calls(tiny_parser):
     result = tiny_parser.parse("turn the kitchen light on")
     # each call is one free choice; the braces, keys and quotes come free

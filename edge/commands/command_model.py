@@ -194,6 +194,10 @@ class CommandModel:
         start = time.perf_counter()
         stats = GenerationStats()
         request = self._fit(request_text(request))  # one line, however it was typed or transcribed
+        if self.commands.unknown and not any(ch.isalnum() for ch in request):
+            # nothing said (a silent clip, a blank line): no model would read a command into it
+            command = {"command": self.commands.unknown, "args": {}}
+            return CommandResult(request, command, time.perf_counter() - start, stats)
         ids = self._prompt_ids(request)
         matcher = self._grammar_for(request).matcher()
         tokens = generate_constrained(self.model.decoder, ids, matcher, MAX_COMMAND_TOKENS, stats)
