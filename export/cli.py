@@ -247,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     if result.task == SPEECH_RECOGNITION:
         print(f"try: edge-run --model {result.path} --audio command.wav   (or --listen)")
     elif specialising:
-        print(f'try: edge-run --model {result.path} --prompt "turn on the kitchen light"')
+        held_out = getattr(specialisation, "validation", None) or []
+        request = held_out[0].text.replace('"', "'") if held_out else "status"  # one of its own held-out requests
+        print(f'try: edge-run --model {result.path} --prompt "{request}"')
     else:
         print(f'try: edge-run --model {result.path} --prompt "What is the capital of France?" --temperature 0')
     return 0

@@ -135,6 +135,36 @@ OUT_OF_DOMAIN = [
     "thank you", "never mind", "hello", "what can you do", "do you like cats", "flip a coin", "roll a dice",
     "how do you spell rhythm", "what's a good name for a dog", "who invented the telephone", "blah blah",
 ]  # fmt: skip
+# The same kinds of request composed from parts, so that declining is learned from what a request is about
+# rather than from a list of phrasings; a part that says one of the set's own words is not used.
+GENERAL_FRAMES = [
+    "what's the weather {when}", "is it going to rain {when}", "what's the weather like in {city}",
+    "what time is it in {city}", "how hot will it be {when}", "do I need an umbrella {when}",
+    "play {music}", "put on {music}", "I want to listen to {music}", "call {person}", "ring {person}",
+    "text {person} that I'm running late", "send a message to {person}", "video call {person}",
+    "how do I {task}", "how do you {task}", "what's the best way to {task}", "can you teach me to {task}",
+    "tell me about {topic}", "what do you know about {topic}", "tell me a fun fact about {topic}",
+    "how old is {topic}", "remind me to {errand} {when}", "don't let me forget to {errand}",
+    "find {place} nearby", "where is {place}", "how far is {place}", "book {booking} {when}",
+    "what's on my calendar {when}", "what's the news {when}", "who is playing {when}",
+]  # fmt: skip
+GENERAL_PARTS = {
+    "when": ["today", "tomorrow", "this weekend", "tonight", "on friday", "next week", "this afternoon", ""],
+    "city": ["paris", "tokyo", "london", "new york", "sydney", "berlin", "madrid", "cairo", "toronto"],
+    "music": ["some jazz", "my playlist", "the radio", "a podcast", "something relaxing", "an audiobook",
+              "some rock music", "the top forty", "classical music", "that song from yesterday"],
+    "person": ["mum", "dad", "my sister", "dave", "the office", "sarah", "my brother", "the doctor", "grandma"],
+    "task": ["cook rice", "tie a tie", "change a tyre", "fix a leaky tap", "make bread", "fold a fitted sheet",
+             "get rid of ants", "get a red wine stain out", "learn french", "hang a picture", "unblock a sink",
+             "boil an egg", "reset my router", "write a cover letter", "knit a scarf"],
+    "topic": ["the moon", "the roman empire", "black holes", "the eiffel tower", "penguins", "the olympics",
+              "volcanoes", "the stock market", "dinosaurs", "the pyramids", "sharks", "jupiter"],
+    "errand": ["call the bank", "pay the bills", "buy a birthday card", "book the car in for a service",
+               "post the letter", "pick up the kids", "renew my passport", "take the bins out"],
+    "place": ["a pharmacy", "a petrol station", "a good pizza place", "the nearest bank", "a cash machine",
+              "the train station", "a vet", "the library"],
+    "booking": ["a table for two", "a taxi", "a haircut", "a dentist appointment", "cinema tickets"],
+}  # fmt: skip
 ERRANDS = ["order more {item}", "buy {item}", "add {item} to the shopping list", "we need {item}",
            "get me some {item}", "order {item} online", "put {item} on the list", "are we out of {item}",
            "how much does {item} cost", "remind me to buy {item}", "where did I put the {item}"]  # fmt: skip
@@ -900,10 +930,22 @@ def things(readings: list[Reading]) -> list[str]:
     return out
 
 
+def _general(rng: random.Random, avoid: set[str]) -> str:
+    """A general request composed from :data:`GENERAL_FRAMES`, none of whose parts says a word of the set."""
+    frame = rng.choice(GENERAL_FRAMES)
+    parts = {}
+    for slot in re.findall(r"{(\w+)}", frame):
+        options = [o for o in GENERAL_PARTS[slot] if not set(re.findall(r"[a-z]+", o)) & avoid]
+        parts[slot] = rng.choice(options or [""])
+    return " ".join(frame.format(**parts).split())
+
+
 def _out_of_domain(rng: random.Random, avoid: set[str], nouns: list[str] = ()) -> str:
     roll = rng.random()
-    if roll < 0.45:
+    if roll < 0.25:
         return rng.choice(OUT_OF_DOMAIN)
+    if roll < 0.45:
+        return _general(rng, avoid)
     if roll < 0.6:
         return rng.choice(ERRANDS).format(item=rng.choice(ITEMS))
     if roll < 0.75 and nouns:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
 
 from edge.commands.command_model import request_text
 from edge.commands.command_set import CommandSet
-from export.utterances import generate, read_command
+from export.utterances import _general, generate, read_command, vocabulary
 from tests.conftest import ROOT
 
 SETS = ROOT / "benchmarks" / "commands"
@@ -86,6 +87,22 @@ def test_other_devices_for_unknown_are_not_the_sets_own():
     cs = _set("garden-irrigation")
     declined = [ex.text.lower() for ex in generate(cs, 300, 0) if ex.command["command"] == "unknown"]
     assert declined and not any("sprinkler" in t or "lawn mower" in t for t in declined)
+
+
+def test_general_requests_are_composed_and_never_say_the_sets_words():
+    radio = CommandSet.from_dict(
+        {
+            "commands": {
+                "play_radio": {"description": "Play the radio on a station.", "args": {"station": {"enum": ["jazz"]}}},
+                "call": {"description": "Call the doctor or grandma.", "args": {}},
+                "unknown": {"description": "Anything else.", "args": {}},
+            }
+        }
+    )
+    rng, avoid = random.Random(0), vocabulary(radio)
+    composed = {_general(rng, avoid) for _ in range(500)}
+    assert len(composed) > 200 and len({t for t in composed if "weather" in t}) > 5  # parts, not one phrasing
+    assert not any(re.search(r"\b(radio|jazz|doctor|grandma)\b", t) for t in composed)
 
 
 @pytest.mark.parametrize("name", ["garden-irrigation", "workshop"])
