@@ -554,7 +554,8 @@ def run_commands(args) -> int:
         result = parser.parse(request)
         row = dict(result.command) | extra
         if args.json:
-            row |= {"latency_s": round(result.latency_s, 4), "model_calls": result.stats.decode_steps + 1}
+            calls = result.stats.decode_steps + 1 if result.stats.prompt_tokens else 0  # 0: declined unread
+            row |= {"latency_s": round(result.latency_s, 4), "model_calls": calls}
         print(json.dumps(row, ensure_ascii=False), flush=True)
         if speaker is not None:
             from edge.speech.speak import confirmation

@@ -193,8 +193,9 @@ def test_cli_pipes_lines_through_without_torch(tiny_bundle, tmp_path):
     assert len(rows) == 3
     panel = CommandSet.from_dict(PANEL)
     for row in rows:
-        assert row["latency_s"] > 0
         panel.validate({"command": row["command"], "args": row["args"]})
+    assert rows[0]["latency_s"] > 0 and rows[0]["model_calls"] >= 1
+    assert rows[1]["command"] == "unknown" and rows[1]["model_calls"] == 0  # the blank line: declined, no model
 
 
 def test_cli_rejects_a_malformed_set(tiny_bundle, tmp_path):
