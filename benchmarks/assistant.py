@@ -165,6 +165,7 @@ def load_parts(whisper: str | None, text: str | None, threads: int = 1):
     """The models the assistant runs on, chosen as edge-run --assistant chooses them: the speech model a
     specialised text bundle learned the transcripts of (else the default), prompted with the set's words."""
     import edge
+    from benchmarks.common import ensure_bundle
     from edge.assistant import Answerer
     from edge.commands.command_model import CommandModel, paired_speech_model, speech_prompt
     from edge.commands.command_set import CommandSet
@@ -179,7 +180,10 @@ def load_parts(whisper: str | None, text: str | None, threads: int = 1):
     recognizer = edge.load(whisper, threads=threads)
     recognizer.prompt = speech_prompt(command_set)
     commands = CommandModel(model, command_set)
-    return recognizer, commands, Answerer(model), recognizer.bundle.vad_path
+    # a bundle specialised for commands writes only commands: answers come from the base model, at int4
+    # (edge-run --assistant --answer-model benchmarks/.bundles/smollm2-135m-int4)
+    answers = model if model.manifest.commands is None else edge.load(ensure_bundle("int4"), threads=threads)
+    return recognizer, commands, Answerer(answers), recognizer.bundle.vad_path
 
 
 def make_voice():
@@ -268,6 +272,8 @@ def run(args) -> None:
                     "to_event_s": done.t - s.request_end + (compute if done.event == "command" else 0.0),
                     "compute_s": compute,
                 }
+                if done.event == "answer":  # a chat model answers in sentences; a command model in JSON
+                    row[name]["prose"] = bool(done.text.strip()) and not done.text.lstrip().startswith("{")
                 if name == "adaptive" and voice is not None:
                     voice.wait(timeout=30)
                     if voice.first_audio_at is not None:
@@ -340,6 +346,8 @@ def summarise(rows: list[dict], false_wakes: int, negative_s: float, idle_cpu: f
             "wake_recall": len(woke) / len(r),
             "command_accuracy": sum(bool(x.get("correct")) for x in commands) / max(len(commands), 1),
             "answers_recognised": sum(bool(x.get("correct")) for x in answers) / max(len(answers), 1),
+            "answers_in_prose": sum(bool(x.get("prose")) for x in answers if x.get("kind") == "answer")
+            / max(sum(x.get("kind") == "answer" for x in answers), 1),
             "to_command_median_s": percentile(cmd_lat, 50),
             "to_command_p90_s": percentile(cmd_lat, 90),
             # a wrong mapping often carries a number that was not said, so it waits for the long silence
@@ -387,6 +395,7 @@ def markdown(s: dict) -> str:
         f"{s.get('detector_false_wakes_per_hour', float('nan')):.2f} ({s.get('detector_false_wakes')}) | | <= 0.5 | |",
         f"| command accuracy after a wake | {pct(a['command_accuracy'])} | {pct(f['command_accuracy'])} | | |",
         f"| declined requests answered | {pct(a['answers_recognised'])} | {pct(f['answers_recognised'])} | | |",
+        f"| answers in sentences (not a command's JSON) | {pct(a.get('answers_in_prose', float('nan')))} | | | |",
         f"| end of request -> command event, median (p90) | {a['to_command_median_s']:.2f} s "
         f"({a['to_command_p90_s']:.2f}) | {f['to_command_median_s']:.2f} s ({f['to_command_p90_s']:.2f})"
         " | <= 0.6 s | |",

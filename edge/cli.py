@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--wake", metavar="NAME", default="okay_nabu", help=f"wake word: {_wake_choices()}")
     w.add_argument("--no-speak", action="store_true", help="print replies without speaking them (Piper)")
+    w.add_argument(
+        "--answer-model",
+        metavar="DIR",
+        help="text bundle that answers requests the set declines (default: --model, or the default text bundle "
+        "when --model was specialised for commands: such a model only writes commands)",
+    )
     h = p.add_argument_group("server (--serve)")
     h.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; others are reachable by anyone)"
@@ -504,14 +510,15 @@ def run_serve(args) -> int:
 
         def beside(server) -> None:
             # the server's own recognizer and command model, called through its worker: one model call at a time
-            from edge.assistant import Answerer, Assistant
+            from edge.assistant import Assistant
             from edge.assistant.beside_server import start
             from edge.speech.vad import VoiceActivityDetector
 
             app = server.app
             vad = VoiceActivityDetector(recognizer.bundle.vad_path)
             voice = _assistant_voice(args)
-            assistant = Assistant(wake, vad, app.recognizer, app.command_model, Answerer(model), voice)
+            answerer = _answerer(args, model)
+            assistant = Assistant(wake, vad, app.recognizer, app.command_model, answerer, voice)
             start(server, assistant, _assistant_blocks(args, wake))
 
     serve(
@@ -574,9 +581,39 @@ def run_commands(args) -> int:
     return 0
 
 
+def _answer_model(args, model):
+    """The model that answers declined requests: --answer-model; else ``model``, unless it was specialised
+    for commands (it writes only commands), then the default text bundle (built on first use); None, with a
+    warning, when there is none to use (a board with only its specialised bundle: declined, not answered)."""
+    from edge.text.model import TextModel
+
+    if args.answer_model:
+        bundle = _open(args.answer_model, TEXT_GENERATION, "--answer-model")
+    elif model.manifest.commands is None:
+        return model
+    else:
+        try:
+            bundle = open_bundle(_default_model_path(TEXT_GENERATION))
+        except EdgeError as e:
+            print(
+                f"edge-run: warning: {model.bundle.path} only writes commands and there is no chat model to answer "
+                f"declined requests ({e}); they get no spoken answer. Pass --answer-model DIR to answer them.",
+                file=sys.stderr,
+            )
+            return None
+    return TextModel(bundle, threads=args.threads, max_context=args.max_context, provider=args.provider)
+
+
+def _answerer(args, model):
+    from edge.assistant import Answerer
+
+    answers = _answer_model(args, model)
+    return Answerer(answers) if answers is not None else None
+
+
 def run_assistant(args) -> int:
     """--assistant: the hands-free loop over the microphone (or --audio WAV), one line per event."""
-    from edge.assistant import Answerer, Assistant
+    from edge.assistant import Assistant
     from edge.commands.command_model import CommandModel
     from edge.speech.vad import VoiceActivityDetector
     from edge.text.model import TextModel
@@ -590,9 +627,9 @@ def run_assistant(args) -> int:
     model = TextModel(text, threads=args.threads, max_context=args.max_context, provider=args.provider)
     commands = CommandModel(model, command_set) if command_set is not None else None
     voice = _assistant_voice(args)
-    assistant = Assistant(
-        wake, VoiceActivityDetector(recognizer.bundle.vad_path), recognizer, commands, Answerer(model), voice
-    )
+    answerer = _answerer(args, model)
+    vad = VoiceActivityDetector(recognizer.bundle.vad_path)
+    assistant = Assistant(wake, vad, recognizer, commands, answerer, voice)
     blocks = _assistant_blocks(args, wake)
     try:
         for event in assistant.run(blocks):

@@ -145,6 +145,25 @@ def test_edge_run_uses_the_bundles_own_set_without_torch(specialised):
     assert json.loads(r.stdout) == {"command": "lamp_off", "args": {}}
 
 
+def test_the_assistant_answers_with_a_chat_model_not_a_specialised_one(specialised, tiny_bundle):
+    import argparse
+
+    import edge
+    from edge.assistant import Answerer
+    from edge.cli import _answer_model
+    from edge.errors import EdgeError
+
+    command_model = edge.load(specialised[0].path)
+    with pytest.raises(EdgeError, match="answers only with commands"):
+        Answerer(command_model)  # it would say a command's JSON aloud
+    chat_path = str(tiny_bundle("llama", "fp32"))
+    args = argparse.Namespace(answer_model=chat_path, threads=1, max_context=None, provider="cpu")
+    answers = _answer_model(args, command_model)
+    assert answers.manifest.commands is None and Answerer(answers)
+    chat = edge.load(tiny_bundle("llama", "fp32"))
+    assert _answer_model(argparse.Namespace(answer_model=None), chat) is chat  # a chat model answers itself
+
+
 def test_another_set_falls_back_to_prompting_with_a_note(specialised, tmp_path):
     other = tmp_path / "panel.json"
     other.write_text(json.dumps(PANEL))

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from edge.errors import EdgeError
 from edge.text.model import TextModel
 from edge.text.sampling import SamplingOptions
 
@@ -45,6 +46,12 @@ class Answerer:
     """Answers requests the command set declines, with the text model, in at most two sentences."""
 
     def __init__(self, model: TextModel, system: str = ANSWER_SYSTEM):
+        if model.manifest.commands is not None:
+            # fine-tuned on requests -> commands, it answers a question with a command's JSON, said aloud
+            raise EdgeError(
+                f"{model.bundle.path} was specialised for commands: it answers only with commands",
+                "answer with a chat bundle: edge-run --assistant --answer-model DIR (default: the default text bundle)",
+            )
         # a KV cache of its own: the command model keeps its prefilled instructions in the shared one
         self.model = model.fork()
         self.system = system
