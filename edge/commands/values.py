@@ -22,6 +22,7 @@ for 3 days" is not the command that switches a zone off.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -130,10 +131,15 @@ def commands_meant(
         meant.add(commands.unknown)
     said = {s.value for s in stated}
     for c in commands.commands.values():
-        choices = (choice for a in c.args for choice in a.enum or ())
-        if any(s.value in said for choice in choices for s in stated_values(normalise(str(choice)))):
+        if any(said & _numbers_named(str(choice)) for a in c.args for choice in a.enum or ()):
             meant.add(c.name)
     return meant
+
+
+@functools.lru_cache(maxsize=4096)
+def _numbers_named(choice: str) -> frozenset[int | float]:
+    """The numbers a command's choice names ("zone 3", "zone three"): read once per choice, not per request."""
+    return frozenset(s.value for s in stated_values(normalise(choice)))
 
 
 def numbers_stated(commands: CommandSet, request: str, command: dict) -> bool:
