@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import edge
-from edge.commands.command_model import CommandModel, examples, system_prompt
+from edge.commands.command_model import CommandModel, examples, request_text, system_prompt
 from edge.commands.command_set import CommandSet, CommandSetError, InvalidCommand
 from tests.conftest import ROOT, run_lean_cli
 
@@ -176,6 +176,21 @@ def test_hostile_input_gives_a_valid_command(tiny_parser, panel, request_text):
 def test_nothing_said_is_declined_without_the_model(tiny_parser, request_text):
     result = tiny_parser.parse(request_text)  # a silent clip transcribes to "" and must not run a command
     assert result.command == {"command": "unknown", "args": {}} and result.stats.new_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("heard", "typed"),
+    [
+        ("It's too dark in the kitchen.", "it's too dark in the kitchen"),
+        ("Fan on full!", "fan on full"),
+        ("I'd like the oven at two hundred, please.", "I'd like the oven at 200, please"),
+        ("Set it to 2.5?!", "set it to 2.5"),
+        ("Wake at 5 a.m.", "wake at 05:00"),
+    ],
+)
+def test_a_transcript_reads_as_typed(heard, typed):
+    # Whisper writes sentences; people type lower case without a full stop: the model sees one style
+    assert request_text(heard) == typed == request_text(typed)
 
 
 def test_forced_tokens_skip_model_calls(tiny_parser):

@@ -13,6 +13,7 @@ object is validated again before it is returned.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from edge.text.model import TextModel
 MAX_COMMAND_TOKENS = 96
 NARROWED_GRAMMARS = 64  # compiled per-request grammars kept: a repeated request skips the compile
 OUT_OF_DOMAIN = "what is the capital of france"
+TYPED_CAPITALS = re.compile(r"I(?:'[a-z]+)?")  # "I", "I'm", "I'd": capitals people type too
+SENTENCE_END = re.compile(r"\s*[.!?]+$")
 
 
 @dataclass
@@ -92,8 +95,11 @@ def speech_prompt(commands: CommandSet) -> str:
 
 
 def request_text(request: str) -> str:
-    """A request as the model reads it, in training and at run time alike: one line, numbers as digits."""
-    return normalise(" ".join(request.split()))
+    """A request as the model reads it, in training and at run time alike: one line, numbers as digits,
+    in the style people type, not the one Whisper writes: "It's too dark in the kitchen." reads as
+    "it's too dark in the kitchen" (lower case but for "I", no full stop at the end)."""
+    words = [w if TYPED_CAPITALS.fullmatch(w) else w.lower() for w in normalise(" ".join(request.split())).split()]
+    return SENTENCE_END.sub("", " ".join(words))
 
 
 def answer(command: dict) -> str:
