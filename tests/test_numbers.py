@@ -65,6 +65,9 @@ REWRITTEN = [
     ("one hour thirty minutes", "90 minutes"),
     ("an hour", "1 hour"),
     ("two hours", "2 hours"),
+    ("away for a fortnight", "away for 2 weeks"),
+    ("pause it for a week", "pause it for 1 week"),
+    ("back in one day", "back in 1 day"),
     ("timer for one minute", "timer for 1 minute"),
     ("start a one hour timer", "start a 1 hour timer"),
     # how a recogniser writes spoken numbers in digits
@@ -102,6 +105,8 @@ UNCHANGED = [
     "zones 1,2,3 and 12,5",
     "the 100 and the 80",
     "21:00 and 5",
+    "water twice a week",  # a rate, not a length
+    "feed them once a day",
 ]
 
 

@@ -32,7 +32,8 @@ The rules, in the order they apply:
   half" and "one and a half hours" -> "90 minutes", "two and a half hours" -> "150 minutes",
   "an hour and ten minutes" -> "70 minutes"; "an hour" -> "1 hour", "two hours" -> "2 hours". Minutes
   are what appliances count in; a whole hour is left for the model, which sees "1 hour" and "2 hours"
-  in training.
+  in training. Whole days and weeks are counted: "for a week" -> "for 1 week", "a fortnight" -> "2 weeks"
+  ("twice a week" is a rate and stays).
 - **Shares of a whole** become percentages: "a quarter of the water" -> "25 percent of the water", "half
   the tank" -> "50 percent of the tank", "three quarters of my" -> "75 percent of my"; so a share is a
   value of an argument counted in percent, and of no other (``values.py``).
@@ -256,6 +257,11 @@ _DURATIONS: list[tuple[re.Pattern, object]] = [
     (re.compile(r"\b3 quarters of an? hour\b", re.I), lambda m: "45 minutes"),
     (re.compile(r"\b(?:a )?quarter(?: of an?|-)? ?hour\b", re.I), lambda m: "15 minutes"),
     (re.compile(r"\ban? hour\b", re.I), lambda m: "1 hour"),  # "a hour": how Whisper may write it
+    # whole days and weeks as counts, so they ground a number: "a fortnight" -> "2 weeks"; only after a
+    # word that starts a duration, as "once a day" and "twice a week" are rates, not lengths
+    (re.compile(r"\ba fortnight\b", re.I), lambda m: "2 weeks"),
+    (re.compile(r"\b(for|in|about|around|over|within|after|than|just|only) (?:a|one) (day|week)\b", re.I),
+     lambda m: f"{m[1]} 1 {m[2]}"),
 ]  # fmt: skip
 
 
