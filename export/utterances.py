@@ -826,8 +826,10 @@ def _situation(rng: random.Random, r: Reading, text: str, args: dict) -> str:
     """Sometimes the reason comes first: "it's freezing in here, heater to 20" (only before turning up or on)."""
     for a in r.command.args:
         v = args[a.name]
-        if (a.type == "boolean" and not v) or (
-            a.type == "integer" and a.maximum and v < (a.maximum + (a.minimum or 0)) / 2
+        if (
+            (a.type == "boolean" and not v)
+            or (a.type == "integer" and a.maximum and v < (a.maximum + (a.minimum or 0)) / 2)
+            or (a.type == "enum" and str(v).lower() == "off")  # "it's cold in here, heating off" inverts it
         ):
             return text
     for key, (yes, _) in SITUATIONS.items():

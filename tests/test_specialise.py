@@ -140,7 +140,8 @@ def test_tiny_model_learns_the_set(specialised):
 
 
 def test_edge_run_uses_the_bundles_own_set_without_torch(specialised):
-    r = run_lean_cli("--model", str(specialised[0].path), "--prompt", "switch the lamp off please")
+    # the description's own words: how well the tiny model generalises is test_tiny_model_learns_the_set's to say
+    r = run_lean_cli("--model", str(specialised[0].path), "--prompt", "switch the lamp off")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == {"command": "lamp_off", "args": {}}
 

@@ -252,3 +252,20 @@ def test_owners_on_and_off_and_questions_about_the_sets_own_things():
     assert on and all(c == {"command": "set_light", "args": {"mode": "day"}} for c in on)
     asked = [ex for ex in data if re.search(r"^how does a (heater|tank light) work", ex.text.lower())]
     assert asked and all(ex.command["command"] == "unknown" for ex in asked)
+
+
+def test_a_complaint_comes_only_before_turning_up_or_on():
+    """ "it's too dark" before "tank light off" would teach the inversion people complain about."""
+    cs = CommandSet.from_dict(
+        {
+            "name": "tank",
+            "commands": {
+                "set_light": {"description": "Set the tank light: day, moon or off.",
+                              "args": {"mode": {"enum": ["day", "moon", "off"]}}},
+                "unknown": {"description": "Not one of the commands above.", "args": {}},
+            },
+        }
+    )  # fmt: skip
+    data = generate(cs, per_command=300, seed=0)
+    complaints = [ex for ex in data if re.search(r"too dark|can't see|it's dark", ex.text.lower())]
+    assert complaints and all(ex.command["args"]["mode"] != "off" for ex in complaints)
