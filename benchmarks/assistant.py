@@ -284,15 +284,19 @@ def run(args) -> None:
         )
 
     # false wakes: requests with no wake phrase, then long chatter and noise
-    negatives = []
-    for si, (_, say) in enumerate(speakers):
-        talk = [say(r if isinstance(r, str) else " ".join(r)) for r, _ in REQUESTS]
-        talk += [say(c) for c in CHATTER]
-        stretch = np.concatenate([np.concatenate([t, silence(0.7)]) for t in talk])
-        for ni, (_, snr) in enumerate(NOISE_SNR_DB.items()):
+    negatives: list[np.ndarray] = []
+    said: list[tuple[str, list[tuple[int, str]]]] = []  # per negative: its label, and where each phrase ends
+    for si, (who, say) in enumerate(speakers):
+        texts = [r if isinstance(r, str) else " ".join(r) for r, _ in REQUESTS] + list(CHATTER)
+        talk = [np.concatenate([say(t), silence(0.7)]) for t in texts]
+        ends = np.cumsum([len(t) for t in talk]).tolist()
+        stretch = np.concatenate(talk)
+        for ni, (level, snr) in enumerate(NOISE_SNR_DB.items()):
             negatives.append(add_noise(stretch, snr, seed=1000 + si * 10 + ni))
+            said.append((f"{who} / {level}", list(zip(ends, texts, strict=True))))
     minutes = 2 if args.quick else args.noise_minutes
     negatives.append(noise(minutes * 60, seed=7) * 0.05)  # a long stretch of household noise alone
+    said.append(("household noise alone", []))
     idle = assistant(Endpointing())
     false_wakes, negative_s, cpu_s = 0, 0.0, 0.0
     for audio in negatives:
@@ -303,10 +307,15 @@ def run(args) -> None:
         negative_s += len(audio) / RATE
     # the wake-word detector alone over the same audio: the loop's count above also depends on how long each
     # false wake leaves it deaf (recording, then answering), so it moves with what the text model does
-    detector_wakes = 0
-    for audio in negatives:
+    detector_wakes, woken_by = 0, []
+    for audio, (label, phrases) in zip(negatives, said, strict=True):
         detector = load_wake_word(args.wake)
-        detector_wakes += sum(len(detector.feed(audio[i : i + 512])) for i in range(0, len(audio), 512))
+        for i in range(0, len(audio), 512):
+            for _ in detector.feed(audio[i : i + 512]):
+                detector_wakes += 1
+                # the phrase being said when it fired: the first that ends after this point
+                text = next((t for end, t in phrases if end >= i), "")
+                woken_by.append({"negative": label, "t": round((i + 512) / RATE, 2), "phrase": text})
     # idle CPU: the loop over quiet-room noise, nothing but the wake-word model and the ring buffer at work
     quiet = noise(120, seed=11) * 0.01
     start = time.process_time()
@@ -316,6 +325,7 @@ def run(args) -> None:
     summary = summarise(rows, false_wakes, negative_s, idle_cpu, args)
     summary["detector_false_wakes"] = detector_wakes
     summary["detector_false_wakes_per_hour"] = detector_wakes / (negative_s / 3600)
+    summary["detector_woken_by"] = woken_by
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "assistant.json").write_text(json.dumps({"summary": summary, "sessions": rows}, indent=1) + "\n")
     (RESULTS / "assistant.md").write_text(markdown(summary) + "\n")
@@ -408,6 +418,9 @@ def markdown(s: dict) -> str:
     ]
     by_level = ", ".join(f"{level} {pct(recall)}" for level, recall in s["wake_recall_by_level"].items())
     lines += ["", f"Wake recall by noise level: {by_level}."]
+    if s.get("detector_woken_by"):
+        lines += ["", "What the detector woke on without the wake phrase (the phrase being said at the time):", ""]
+        lines += [f"- {w['negative']}, {w['t']} s: {w['phrase']!r}" for w in s["detector_woken_by"]]
     if s["cut_off_by_adaptive"]:
         lines += ["", "Cut off by the adaptive endpoint (right with the fixed one):", ""]
         lines += [f"- {c}" for c in s["cut_off_by_adaptive"]]
