@@ -81,8 +81,19 @@ def _meant(request: str, commands: CommandSet = KITCHEN) -> set[str] | None:
 def test_a_stated_number_leaves_the_commands_it_fits_and_declining():
     assert _meant("hold the oven at 200") == {"bake", "rinse", "unknown"}
     assert _meant("wake me at seven") == {"start_timer", "alarm", "rinse", "unknown"}
-    assert _meant("pause for three days") is None  # fits nothing: every command stays the model's to choose
+    assert _meant("dim it by 40 percent") is None  # fits nothing, nothing counts percent: the model's to choose
     assert _meant("dim the lamp") is None  # no number stated
+
+
+def test_a_number_past_what_its_unit_allows_is_declined():
+    # "50" copied out of "5000 degrees" would run a command nobody asked for
+    assert _meant("pause for three days") == {"unknown"}  # past the timer's 180 minutes and the rinse's 600 s
+    assert _meant("start a timer for 500 minutes") == {"unknown"}
+    assert _meant("start a timer for 2 hours") == {"start_timer", "unknown"}  # 120 minutes fits
+
+
+def test_a_random_model_declines_a_number_past_its_range(tiny_kitchen):
+    assert tiny_kitchen.parse("start a timer for five hundred minutes").command == {"command": "unknown", "args": {}}
 
 
 def test_a_share_is_a_percentage_and_nothing_else():

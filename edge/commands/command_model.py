@@ -216,9 +216,9 @@ class CommandModel:
             return self.grammar
         stated = stated_values(request)
         allowed = allowed_values(self.commands, stated)
-        if not allowed:
-            return self.grammar
         meant = commands_meant(self.commands, stated, allowed)
+        if not allowed and meant is None:
+            return self.grammar
         key = (tuple(sorted(allowed.items())), tuple(sorted(meant or ())))
         grammar = self._narrowed.get(key)
         if grammar is None:

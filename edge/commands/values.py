@@ -83,24 +83,50 @@ def stated_values(request: str) -> list[Stated]:
     return stated
 
 
+def _as_counted(s: Stated, unit: str | None) -> int | float | None:
+    """``s`` as an argument counted in ``unit`` counts it, or None when it is no value of such an argument."""
+    if s.unit in SECONDS:  # a length of time is a value only of an argument counted in time, in its unit
+        if unit not in SECONDS:
+            return None
+        return s.value * SECONDS[s.unit] / SECONDS[unit]  # "1 hour" for an argument in minutes is 60
+    if s.unit and MEASURES.get(unit or "") != s.unit:  # "12 degrees" is no count of minutes
+        return None
+    return s.value
+
+
+def _in_range(arg: Arg, value: int | float) -> bool:
+    return (arg.minimum is None or value >= arg.minimum) and (arg.maximum is None or value <= arg.maximum)
+
+
 def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int | float, ...]:
     values = []
     for s in stated:
-        value = s.value
-        if s.unit in SECONDS:  # a length of time is a value only of an argument counted in time, in its unit
-            if unit not in SECONDS:
-                continue
-            value = value * SECONDS[s.unit] / SECONDS[unit]  # "1 hour" for an argument in minutes is 60
-        elif s.unit and MEASURES.get(unit or "") != s.unit:  # "12 degrees" is no count of minutes
+        value = _as_counted(s, unit)
+        if value is None:
             continue
         if arg.type == "integer":
             if not float(value).is_integer():
                 continue
             value = int(value)
-        if (arg.minimum is None or value >= arg.minimum) and (arg.maximum is None or value <= arg.maximum):
+        if _in_range(arg, value):
             values.append(value)
     values = list(dict.fromkeys(values))
     return tuple(values) if len(values) <= MAX_VALUES else ()
+
+
+def said_beyond_range(commands: CommandSet, stated: list[Stated]) -> bool:
+    """Whether a number said with its unit ("5000 degrees", "3 days") is past the range of an argument counted
+    in that unit: what the request asks is more than the command can do."""
+    for c in commands.commands.values():
+        for a in c.args:
+            if a.type not in ("integer", "number"):
+                continue
+            unit = unit_of(a, c.description)
+            for s in stated:
+                value = _as_counted(s, unit) if s.unit else None
+                if value is not None and not _in_range(a, value):
+                    return True
+    return False
 
 
 def allowed_values(commands: CommandSet, stated: list[Stated]) -> dict[tuple[str, str], tuple]:
@@ -122,10 +148,12 @@ def commands_meant(
 
     "Hold off watering for five days" is not a command without a number, nor one whose numbers five days
     cannot be: where a stated number fits some command's numeric argument (``allowed``), only such commands
-    remain, with declining, and any command that names a stated number among its choices ("zone 3").
+    remain, with declining, and any command that names a stated number among its choices ("zone 3"). Where
+    none fits and a number said with its unit is past an argument counted in it ("set the oven to 5000
+    degrees"), the request is declined: no setting it would be right, and a model would copy "50" out of it.
     """
     if not allowed:
-        return None
+        return {commands.unknown} if commands.unknown and said_beyond_range(commands, stated) else None
     meant = {command for command, _ in allowed}
     if commands.unknown:
         meant.add(commands.unknown)
