@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edge.commands.command_set import Arg, CommandSet
@@ -114,30 +115,37 @@ def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int |
     return tuple(values) if len(values) <= MAX_VALUES else ()
 
 
+def _numeric_args(commands: CommandSet) -> Iterator[tuple[str, Arg, str | None]]:
+    """(command name, argument, its unit) for every numeric argument of the set."""
+    for c in commands.commands.values():
+        for a in c.args:
+            if a.type in ("integer", "number"):
+                yield c.name, a, unit_of(a, c.description)
+
+
 def said_beyond_range(commands: CommandSet, stated: list[Stated]) -> bool:
     """Whether a number said with its unit ("5000 degrees", "3 days") is past the range of an argument counted
     in that unit: what the request asks is more than the command can do."""
-    for c in commands.commands.values():
-        for a in c.args:
-            if a.type not in ("integer", "number"):
-                continue
-            unit = unit_of(a, c.description)
-            for s in stated:
-                value = _as_counted(s, unit) if s.unit else None
-                if value is not None and not _in_range(a, value):
-                    return True
+    with_unit = [s for s in stated if s.unit]
+    if not with_unit:
+        return False
+    for _, a, unit in _numeric_args(commands):
+        for s in with_unit:
+            value = _as_counted(s, unit)
+            if value is not None and not _in_range(a, value):
+                return True
     return False
 
 
 def allowed_values(commands: CommandSet, stated: list[Stated]) -> dict[tuple[str, str], tuple]:
     """(command, argument) -> the values the request allows it, for each numeric argument a stated number fits."""
+    if not stated:
+        return {}  # most requests: no argument's unit needs reading
     allowed = {}
-    for c in commands.commands.values():
-        for a in c.args:
-            if a.type in ("integer", "number"):
-                values = _candidates(a, unit_of(a, c.description), stated)
-                if values:
-                    allowed[(c.name, a.name)] = values
+    for name, a, unit in _numeric_args(commands):
+        values = _candidates(a, unit, stated)
+        if values:
+            allowed[(name, a.name)] = values
     return allowed
 
 
