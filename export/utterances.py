@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.commands.command_set import Arg, Command, CommandSet
-from edge.commands.values import SECONDS
+from edge.commands.values import SECONDS, is_hour_of_day
 from edge.commands.values import unit_of as arg_unit
 
 Maker = Callable[[random.Random], tuple[str, dict]]
@@ -445,14 +445,6 @@ def count_words(arg: Arg, r: Reading | None = None) -> list[str]:
             rf"\b{name} (?:is|are|means?) (?:the )?(?:how many|number of) (\w+)", r.command.description.lower()
         )
     return words
-
-
-def is_hour_of_day(arg: Arg) -> bool:
-    return (
-        arg.type == "integer"
-        and arg.name.lower() in ("hour", "hours_of_day", "start_hour", "time_hour")
-        and (arg.minimum == 0 and arg.maximum == 23)
-    )
 
 
 def say_hour(rng: random.Random, hour: int) -> str:

@@ -64,7 +64,7 @@ COMMANDS = CommandSet.from_dict(
             "set_light": {"args": {"room": {"enum": ["kitchen"]}, "on": {"type": "boolean"}}},
             "start_timer": {"description": "A timer for a number of minutes.", "args": {"minutes": INTEGER}},
             "set_oven_temperature": {"args": {"celsius": INTEGER}},
-            "set_schedule_time": {"args": {"hour": INTEGER}},
+            "set_schedule_time": {"args": {"hour": {"type": "integer", "minimum": 0, "maximum": 23}}},
             "unknown": {},
         }
     }

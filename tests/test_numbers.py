@@ -159,6 +159,8 @@ def test_number_word_soup_is_normalised_without_error(words):
         ("at 12 pm", "at 12:00"),
         ("at 12 at night", "at 00:00"),
         ("at 8am", "at 08:00"),
+        ("open the valve at six every morning", "open the valve at 06:00 every morning"),
+        ("lights out at ten each night", "lights out at 22:00 each night"),
         ("until midnight", "until 00:00"),
         ("at noon", "at 12:00"),
     ],

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 import edge
 from edge.commands.command_model import CommandModel, request_text
 from edge.commands.command_set import CommandSet
-from edge.commands.values import MAX_VALUES, Stated, allowed_values, commands_meant, stated_values, unit_of
+from edge.commands.values import (
+    CLOCK,
+    MAX_VALUES,
+    Stated,
+    allowed_values,
+    commands_meant,
+    is_hour_of_day,
+    stated_values,
+    unit_of,
+)
 
 KITCHEN = CommandSet.from_dict(
     {
@@ -39,7 +48,8 @@ KITCHEN = CommandSet.from_dict(
         ("timer for 3 minutes", [Stated(3, "minutes")]),
         ("a 20-minute timer", [Stated(20, "minutes")]),
         ("start a 1 hour timer", [Stated(1, "hours")]),
-        ("wake me at 21:00", [Stated(21)]),
+        ("wake me at 21:00", [Stated(21, CLOCK)]),
+        ("wake me at 7:30", [Stated(7, CLOCK), Stated(30, CLOCK)]),
         ("the 3rd zone at -5 degrees", [Stated(3), Stated(-5, "degrees")]),
         ("fan at 40 percent, lathe at 900 rpm", [Stated(40, "percent"), Stated(900, "rpm")]),
         ("dim to 0.25", [Stated(0.25)]),
@@ -71,6 +81,29 @@ def test_a_measure_fits_only_an_argument_counted_in_it():
     allowed = allowed_values(KITCHEN, stated_values("keep it at 40 degrees"))
     assert allowed == {("bake", "celsius"): (40,)}  # not 40 minutes, 40 seconds or 40 o'clock
     assert allowed_values(KITCHEN, stated_values("dim to 0.5 percent")) == {}  # a level has no unit
+
+
+def test_a_time_of_day_is_an_hour_and_never_a_length():
+    # "at 5 am" is when, not how long: no 5 minute timer, no 5 second rinse
+    assert allowed_values(KITCHEN, stated_values(request_text("wake me at five am"))) == {("alarm", "hour"): (5,)}
+    assert _meant("run it at 6 every evening") == {"alarm", "unknown"}
+    assert allowed_values(KITCHEN, stated_values(request_text("a timer at 6 pm"))) == {("alarm", "hour"): (18,)}
+
+
+@pytest.mark.parametrize(
+    "name, maximum, hour_of_day",
+    [("hour", 23, True), ("start_hour", 23, True), ("hour_of_day", 24, True), ("hours", 24, False),
+     ("hour", 100, False), ("minutes", 23, False)],
+)  # fmt: skip
+def test_an_hour_of_the_day_is_named_hour_and_fits_a_day(name, maximum, hour_of_day):
+    arg = (
+        CommandSet.from_dict(
+            {"commands": {"c": {"description": "C.", "args": {name: {"type": "integer", "maximum": maximum}}}}}
+        )
+        .commands["c"]
+        .args[0]
+    )
+    assert is_hour_of_day(arg) is hour_of_day
 
 
 def _meant(request: str, commands: CommandSet = KITCHEN) -> set[str] | None:

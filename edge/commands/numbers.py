@@ -38,9 +38,10 @@ The rules, in the order they apply:
   the tank" -> "50 percent of the tank", "three quarters of my" -> "75 percent of my"; so a share is a
   value of an argument counted in percent, and of no other (``values.py``).
 - **Times of day** become 24-hour clock times: "9 pm" and "nine o'clock in the evening" -> "21:00",
-  "5 a.m." -> "05:00", "11 at night" -> "23:00", "7:30 pm" -> "19:30", and "midnight" and "noon" after
-  "at", "to", "for", "until", "from", "by", "before" or "after" -> "00:00" and "12:00": the model reads
-  the hour off the digits instead of doing the arithmetic.
+  "5 a.m." -> "05:00", "11 at night" -> "23:00", "7:30 pm" -> "19:30", "6 every morning" -> "06:00 every
+  morning" (a daily time stays daily), and "midnight" and "noon" after "at", "to", "for", "until",
+  "from", "by", "before" or "after" -> "00:00" and "12:00": the model reads the hour off the digits
+  instead of doing the arithmetic.
 
 Everything else is left exactly as it was, spacing and capitals included.
 """
@@ -273,7 +274,10 @@ _SHARES: list[tuple[re.Pattern, object]] = [
 ]
 
 
-_PART_OF_DAY = r"in the morning|in the afternoon|in the evening|at night|tonight"
+_PART_OF_DAY = (
+    r"in the morning|in the afternoon|in the evening|at night|tonight"
+    r"|(?:every|each) (?:morning|afternoon|evening|night)"
+)
 _CLOCK = re.compile(
     rf"\b(\d{{1,2}})(?::(\d{{2}}))?\s*(?:o'?clock\s*)?(?:(a\.?m\.?|p\.?m\.?)(?![a-z])|({_PART_OF_DAY})\b)", re.I
 )
@@ -284,13 +288,14 @@ def _clock(m: re.Match) -> str:
     hour, minute = int(m[1]), m[2] or "00"
     if hour > 12 or int(minute) > 59:
         return m[0]  # "14 pm" is not a time anyone means; leave it to the model
-    afternoon = (m[3] or "").lower().startswith("p") or (m[4] or "").lower() in (
-        "in the afternoon", "in the evening", "at night", "tonight"
-    )  # fmt: skip
+    part = (m[4] or "").lower().split()[-1:]  # "morning" of "every morning"
+    night = part in (["night"], ["tonight"])
+    afternoon = (m[3] or "").lower().startswith("p") or night or part in (["afternoon"], ["evening"])
     hour = hour % 12 + (12 if afternoon else 0)
-    if (m[4] or "").lower() in ("at night", "tonight") and m[1] == "12":
+    if night and m[1] == "12":
         hour = 0  # "12 at night" is midnight
-    return f"{hour:02d}:{minute}"
+    every = f" {m[4]}" if (m[4] or "").lower().startswith(("every", "each")) else ""  # a daily time stays daily
+    return f"{hour:02d}:{minute}{every}"
 
 
 def _hours(said: str) -> float:

@@ -4,7 +4,8 @@ A small model that reads "timer for 3 minutes" can still write 30, and "a one ho
 are tokens like any other to it. So each request gets its own grammar in which a numeric argument can
 only take a value the request states (:func:`stated_values` on the normalised request), converted to the
 argument's unit of time ("1 hour" is 60 for an argument counted in minutes; a length of time is no
-value for an argument not counted in time, "12 degrees" none for one counted in minutes). Where
+value for an argument not counted in time, "12 degrees" none for one counted in minutes, and a time of
+day ("at 5 am", normalised to "05:00") a value only of an hour of the day, never of a length). Where
 no stated number fits an argument's range, the argument keeps its whole range: levels said in words
 ("max the fan", "dim it all the way") are still the model's to read. And where a stated number fits
 some command, the request means one of those commands or none (:func:`commands_meant`): "skip watering
@@ -50,6 +51,7 @@ MEASURES = {"celsius": "degrees", "temperature": "degrees", "degrees": "degrees"
 # A number not inside a word, a decimal or a clock's minutes; then a clock's minutes, or the word after it.
 _NUMBER = re.compile(r"(?<![\w.:])(-?\d{1,12}(?:\.\d{1,6})?)(:\d\d)?(?:\s*-?\s*([A-Za-z]+))?")
 MAX_VALUES = 8  # per argument: a request that states more numbers than this is not narrowing anything
+CLOCK = "o'clock"  # the unit of a number stated as a time of day ("05:00", "19:30")
 
 
 @dataclass(frozen=True)
@@ -69,23 +71,38 @@ def unit_of(arg: Arg, description: str = "") -> str | None:
     return None
 
 
+def is_hour_of_day(arg: Arg) -> bool:
+    """Whether ``arg`` is an hour of the day ("hour", "start_hour": an integer no more than 24), not a length."""
+    return (
+        arg.type == "integer"
+        and re.search(r"(?:^|_)hour(?:$|_)", arg.name.lower()) is not None
+        and arg.maximum is not None
+        and arg.maximum <= 24
+    )
+
+
 def stated_values(request: str) -> list[Stated]:
     """Every number in ``request`` (already normalised: digits, 24-hour clock times), in order.
 
-    A clock time states its hour, and its minutes unless on the hour ("21:00" is 21, "7:30" is 7 and 30); an
-    ordinal its number ("3rd" is 3).
+    A clock time states its hour, and its minutes unless on the hour ("21:00" is 21, "7:30" is 7 and 30), both
+    in :data:`CLOCK`; an ordinal its number ("3rd" is 3).
     """
     stated = []
     for number, clock, word in _NUMBER.findall(request):
         value = float(number)
+        if clock:
+            stated.append(Stated(int(value), CLOCK))
+            if clock.strip(":0"):
+                stated.append(Stated(int(clock[1:]), CLOCK))
+            continue
         stated.append(Stated(int(value) if value.is_integer() else value, SAID_UNITS.get(word.lower())))
-        if clock.strip(":0"):
-            stated.append(Stated(int(clock[1:])))
     return stated
 
 
-def _as_counted(s: Stated, unit: str | None) -> int | float | None:
-    """``s`` as an argument counted in ``unit`` counts it, or None when it is no value of such an argument."""
+def _as_counted(s: Stated, arg: Arg, unit: str | None) -> int | float | None:
+    """``s`` as ``arg``, counted in ``unit``, counts it, or None when it is no value of that argument."""
+    if s.unit == CLOCK:  # a time of day is an hour of the day, never a length, a level or a measure
+        return s.value if is_hour_of_day(arg) else None
     if s.unit in SECONDS:  # a length of time is a value only of an argument counted in time, in its unit
         if unit not in SECONDS:
             return None
@@ -102,7 +119,7 @@ def _in_range(arg: Arg, value: int | float) -> bool:
 def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int | float, ...]:
     values = []
     for s in stated:
-        value = _as_counted(s, unit)
+        value = _as_counted(s, arg, unit)
         if value is None:
             continue
         if arg.type == "integer":
@@ -131,7 +148,7 @@ def said_beyond_range(commands: CommandSet, stated: list[Stated]) -> bool:
         return False
     for _, a, unit in _numeric_args(commands):
         for s in with_unit:
-            value = _as_counted(s, unit)
+            value = _as_counted(s, a, unit)
             if value is not None and not _in_range(a, value):
                 return True
     return False
