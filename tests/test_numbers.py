@@ -172,3 +172,17 @@ def test_times_of_day_become_24_hour_clock_times(said, normalised):
 @pytest.mark.parametrize("text", ["I am here", "at 8amps", "the 14 pm mystery", "midnight blue paint", "3 ampere"])
 def test_words_that_only_look_like_times_are_left(text):
     assert normalise(text) == text
+
+
+@pytest.mark.parametrize(
+    "heard, normalised",
+    [
+        ("Set the fan to speed too.", "Set the fan to speed 2."),
+        ("pressure level for", "pressure level 4"),
+        ("put it on setting won!", "put it on setting 1!"),
+        ("speed too high", "speed too high"),  # not the end of the request: "too" is a word here
+        ("I want to go to", "I want to go to"),  # no point of a scale before it
+    ],
+)
+def test_a_number_heard_as_a_word_that_sounds_like_it_ends_a_scale(heard, normalised):
+    assert normalise(heard) == normalised

@@ -108,7 +108,7 @@ def test_an_hour_of_the_day_is_named_hour_and_fits_a_day(name, maximum, hour_of_
 
 def _meant(request: str, commands: CommandSet = KITCHEN) -> set[str] | None:
     stated = stated_values(request_text(request))
-    return commands_meant(commands, stated, allowed_values(commands, stated))
+    return commands_meant(commands, stated, allowed_values(commands, stated), request_text(request))
 
 
 def test_a_stated_number_leaves_the_commands_it_fits_and_declining():
@@ -154,6 +154,24 @@ def test_a_command_that_names_the_number_among_its_choices_stays():
     )
     assert _meant("turn off zone two", zones) == {"water", "zone_off"}
     assert _meant("water for 30 minutes", zones) == {"water"}
+
+
+def test_a_number_and_a_choice_of_one_command_ask_for_it():
+    rooms = CommandSet.from_dict(
+        {
+            "commands": {
+                "heat_room": {
+                    "description": "Set a room's temperature in degrees Celsius.",
+                    "args": {"room": {"enum": ["kitchen", "living room"]}, "celsius": {"type": "integer"}},
+                },
+                "boost": {"description": "Heat water for minutes.", "args": {"minutes": {"type": "integer"}}},
+                "unknown": {"description": "Anything else.", "args": {}},
+            }
+        }
+    )
+    assert _meant("drop the living room down to sixteen", rooms) == {"heat_room"}  # a room and a value: not declined
+    assert _meant("heat the water for 16", rooms) == {"heat_room", "boost", "unknown"}  # no room: may decline
+    assert _meant("the livingroom to 16", rooms) == {"heat_room", "boost", "unknown"}  # a choice is said whole
 
 
 def test_too_many_numbers_narrow_nothing():

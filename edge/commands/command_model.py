@@ -216,7 +216,7 @@ class CommandModel:
             return self.grammar
         stated = stated_values(request)
         allowed = allowed_values(self.commands, stated)
-        meant = commands_meant(self.commands, stated, allowed)
+        meant = commands_meant(self.commands, stated, allowed, request)
         if not allowed and meant is None:
             return self.grammar
         key = (tuple(sorted(allowed.items())), tuple(sorted(meant or ())))

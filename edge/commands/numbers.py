@@ -27,6 +27,9 @@ The rules, in the order they apply:
 - **Numbers a recogniser wrote in digits** are one number: "1,250" -> 1250, "1000 200" -> 1200, "100 and
   80" (Whisper's "a hundred and eighty") -> 180, "1 thousand 2 hundred and fifty" -> 1250,
   "2 hundred and 20" -> 220.
+- **Numbers a recogniser wrote as a word that sounds like one**, where only a number can stand: at the end
+  of a request, after a word that names a point on a scale ("speed too" -> "speed 2", "level for" ->
+  "level 4", "setting won" -> "setting 1").
 - **Durations**: one rule, a duration with a part of an hour becomes whole minutes, and whole hours
   stay hours: "half an hour" -> "30 minutes", "a quarter of an hour" -> "15 minutes", "an hour and a
   half" and "one and a half hours" -> "90 minutes", "two and a half hours" -> "150 minutes",
@@ -245,6 +248,13 @@ _DIGIT_COMPOUNDS: list[tuple[re.Pattern, object]] = [
     (re.compile(r"(?<![\d.])([1-9]\d*00) and ([1-9]\d?)(?![\d.:])"), lambda m: str(int(m[1]) + int(m[2]))),
 ]
 
+# "two", "four", "one" and "eight" as Whisper may write them when nothing after them says they are numbers
+_SOUNDS_LIKE = {"to": "2", "too": "2", "for": "4", "fore": "4", "won": "1", "ate": "8"}
+_SCALE_POINT = re.compile(
+    rf"\b(speed|level|setting|number|gear|mark|position|step|stage|notch) ({'|'.join(_SOUNDS_LIKE)})(?=[.!?,]*\s*$)",
+    re.I,
+)
+
 _HOURS = r"(?:hours?|hrs?)"
 _DURATIONS: list[tuple[re.Pattern, object]] = [
     # "an hour and a half", "2 hours and a half", "1 hour and 30 minutes", "an hour 15 minutes"
@@ -305,6 +315,7 @@ def _hours(said: str) -> float:
 def normalise(text: str) -> str:
     """``text`` with its spelled numbers as digits and fractions of hours as minutes (module docstring)."""
     text = _digits(text)
+    text = _SCALE_POINT.sub(lambda m: f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]}", text)
     for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS + _SHARES:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
     text = _CLOCK.sub(_clock, text)

@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge.commands.command_set import Arg, CommandSet
+from edge.commands.command_set import Arg, Command, CommandSet
 from edge.commands.numbers import normalise
 
 # The units an argument can be counted in, as its name or its command's description says them; the first
@@ -167,19 +167,23 @@ def allowed_values(commands: CommandSet, stated: list[Stated]) -> dict[tuple[str
 
 
 def commands_meant(
-    commands: CommandSet, stated: list[Stated], allowed: dict[tuple[str, str], tuple]
+    commands: CommandSet, stated: list[Stated], allowed: dict[tuple[str, str], tuple], request: str = ""
 ) -> set[str] | None:
     """The commands a request that states numbers can mean, or None when it can mean any.
 
     "Hold off watering for five days" is not a command without a number, nor one whose numbers five days
     cannot be: where a stated number fits some command's numeric argument (``allowed``), only such commands
     remain, with declining, and any command that names a stated number among its choices ("zone 3"). Where
+    one of them also has a choice that ``request`` names ("drop the kitchen down to 16": a room and a
+    temperature of one command), the request asks for it, not for something the set does not do. Where
     none fits and a number said with its unit is past an argument counted in it ("set the oven to 5000
     degrees"), the request is declined: no setting it would be right, and a model would copy "50" out of it.
     """
     if not allowed:
         return {commands.unknown} if commands.unknown and said_beyond_range(commands, stated) else None
     meant = {command for command, _ in allowed}
+    if named := {c for c in meant if _names_a_choice(commands.commands[c], request)}:
+        return named
     if commands.unknown:
         meant.add(commands.unknown)
     said = {s.value for s in stated}
@@ -187,6 +191,12 @@ def commands_meant(
         if any(said & _numbers_named(str(choice)) for a in c.args for choice in a.enum or ()):
             meant.add(c.name)
     return meant
+
+
+def _names_a_choice(command: Command, request: str) -> bool:
+    """Whether ``request`` says one of ``command``'s choices whole ("the back lawn", "kitchen")."""
+    said = f" {' '.join(re.findall(r'[a-z0-9]+', request.lower()))} "
+    return any(f" {str(choice).lower()} " in said for a in command.args for choice in a.enum or ())
 
 
 @functools.lru_cache(maxsize=4096)
