@@ -170,21 +170,24 @@ ERRANDS = ["order more {item}", "buy {item}", "add {item} to the shopping list",
            "how much does {item} cost", "remind me to buy {item}", "where did I put the {item}"]  # fmt: skip
 ITEMS = ["milk", "batteries", "dog food", "paper towels", "coffee", "tape", "glue", "light bulbs", "stamps",
          "envelopes", "shampoo", "socks", "a new phone charger", "printer ink", "bin bags"]  # fmt: skip
-# Devices a set may not hold, each with the words of a set that would hold it or something like it.
+# Devices a set may not hold, each with the words of a set that would hold it or something like it: its
+# synonyms and what it does, not where it stands ("kitchen", "garden"), as a kitchen panel holds no
+# dishwasher and a garden controller no lawn mower. A device whose last word (what it is) or whose words
+# here are words of the set is not declined for it.
 OTHER_DEVICES: dict[str, set[str]] = {
-    "dishwasher": {"kitchen", "dishes"}, "fridge": {"kitchen", "fridge"}, "freezer": {"kitchen", "freezer"},
+    "dishwasher": {"dishes"}, "fridge": {"fridge"}, "freezer": {"freezer"},
     "washing machine": {"laundry", "washing"}, "tv": {"tv", "television"}, "television": {"tv", "television"},
-    "front door": {"door", "lock"}, "garage door": {"door", "garage"}, "radio": {"radio", "music"},
-    "kettle": {"kitchen", "kettle"}, "coffee machine": {"kitchen", "coffee"}, "microwave": {"kitchen", "oven"},
+    "front door": {"door", "lock"}, "garage door": {"door"}, "radio": {"radio", "music"},
+    "kettle": {"kettle"}, "coffee machine": {"coffee"}, "microwave": {"oven"},
     "thermostat": {"heating", "heater", "temperature", "thermostat"}, "air conditioning": {"air", "cooling"},
-    "sprinkler": {"garden", "water", "watering", "irrigation", "lawn", "sprinkler"}, "car": {"car", "garage"},
-    "doorbell camera": {"door", "camera"}, "vacuum": {"vacuum", "cleaning"}, "toaster": {"kitchen", "toast"},
-    "speaker": {"speaker", "music"}, "oven": {"kitchen", "oven", "cooking", "bake"}, "printer": {"printer"},
+    "sprinkler": {"water", "watering", "irrigation", "sprinkler"}, "car": {"car"},
+    "doorbell camera": {"doorbell", "camera"}, "vacuum": {"vacuum", "cleaning"}, "toaster": {"toast"},
+    "speaker": {"speaker", "music"}, "oven": {"oven", "cooking", "bake"}, "printer": {"printer"},
     "alarm system": {"alarm", "security"}, "blinds": {"blinds", "window"}, "curtains": {"curtains", "window"},
-    "computer": {"computer"}, "lawn mower": {"garden", "lawn", "mower"}, "hot tub": {"tub", "pool", "spa"},
-    "pool pump": {"pool", "pump"}, "projector": {"projector"}, "lathe": {"workshop", "lathe", "machine"},
-    "dryer": {"laundry", "dryer"}, "garden lights": {"garden", "lights", "light"}, "robot vacuum": {"vacuum"},
-    "boiler": {"heating", "heater", "boiler", "water"}, "electric blanket": {"blanket", "bed"},
+    "computer": {"computer"}, "lawn mower": {"mower", "mowing"}, "hot tub": {"tub", "pool", "spa"},
+    "pool pump": {"pool", "pump"}, "projector": {"projector"}, "lathe": {"lathe", "machine"},
+    "dryer": {"laundry", "dryer"}, "garden lights": {"lights", "light"}, "robot vacuum": {"vacuum"},
+    "boiler": {"heating", "heater", "boiler", "water"}, "electric blanket": {"blanket"},
     "timer": {"timer"}, "alarm clock": {"alarm", "clock"},
 }  # fmt: skip
 OTHER_DEVICE_FRAMES = ["turn on the {d}", "turn off the {d}", "start the {d}", "open the {d}", "lock the {d}",
@@ -329,11 +332,7 @@ def read_command(c: Command) -> Reading:
         if thing != head and thing.split()[-1] not in STOP_WORDS:
             obj.append(thing)
     pair = _pair(clause)
-    value_phrases: dict[int, list[str]] = {}
-    for n, v, thing in re.findall(
-        r"(\d+) (?!is\b)(\w{2,}?)s (the \w+|it)\b", c.description.lower()
-    ):  # "0 cancels the delay"
-        value_phrases.setdefault(int(n), []).append(f"{v} {thing}")
+    value_phrases = _value_phrases(c.description, obj)
     value_aliases: dict[str, list[str]] = {}
     for named, names in glosses(c.description):
         said = named.split()
@@ -353,6 +352,29 @@ def read_command(c: Command) -> Reading:
         verb_objects=verb_objects,
         value_aliases=value_aliases,
     )
+
+
+# Verbs that end something, all of which ask for what "0 ends away mode" says 0 does.
+ENDING_VERBS = ["cancel", "end", "stop", "clear", "finish"]
+
+
+def _value_phrases(description: str, objects: list[str]) -> dict[int, list[str]]:
+    """How a description says a value is asked for: "0 cancels the delay" -> {0: ["cancel the delay", ...]}.
+
+    A verb that ends something comes with the others ("end the delay", "stop the rain delay"), and the thing
+    also by the command's own name for it when they share a word ("the rain delay" for "the delay").
+    """
+    phrases: dict[int, list[str]] = {}
+    for n, verb, thing in re.findall(r"\b(\d+) (?!is\b)(\w{2,}?)s ((?:the )?[a-z' ]{2,30}?)\s*(?:[.;,)]|$)",
+                                     description.lower()):  # fmt: skip
+        things = [thing]
+        bare = thing.removeprefix("the ")
+        if thing.split()[0] != "it":
+            things += [bare if bare != thing else f"the {thing}"]
+            things += [f"the {o}" for o in objects if len(o.split()) > 1 and set(o.split()) & set(bare.split())]
+        verbs = ENDING_VERBS if verb in ENDING_VERBS else [verb]
+        phrases.setdefault(int(n), []).extend(dict.fromkeys(f"{v} {t}" for v in verbs for t in things))
+    return phrases
 
 
 def _pair(clause: str) -> tuple[str, str] | None:
@@ -945,7 +967,7 @@ def _out_of_domain(rng: random.Random, avoid: set[str], nouns: list[str] = ()) -
     if roll < 0.75 and nouns:
         # a question about the set's own things that no command answers: what they are, not their state
         return rng.choice(KNOWLEDGE_FRAMES).format(t=rng.choice(nouns))
-    devices = [d for d, near in OTHER_DEVICES.items() if not (set(d.split()) | near) & avoid]
+    devices = [d for d, near in OTHER_DEVICES.items() if not ({d.split()[-1]} | near) & avoid]
     return rng.choice(OTHER_DEVICE_FRAMES).format(d=rng.choice(devices), n=rng.randint(1, 60))
 
 
