@@ -186,3 +186,14 @@ def test_words_that_only_look_like_times_are_left(text):
 )
 def test_a_number_heard_as_a_word_that_sounds_like_it_ends_a_scale(heard, normalised):
     assert normalise(heard) == normalised
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["timer for {n} minutes", "{n} and a half", "2 {n}", "{n} hundred", "1{z} 250", "100 and {n}", "{n}:30 pm",
+     "{n}.5 hours", "an hour and {n} minutes", "{n} hours and a half", "{n}.{n} hours"],
+)  # fmt: skip
+def test_a_number_longer_than_python_reads_is_left_as_typed(text):
+    # a hostile client's 5000-digit number: int() refuses past 4300 digits, and a request must never raise
+    long = text.format(n="9" * 5000, z="0" * 5000)
+    assert "9" * 5000 in normalise(long) or "0" * 5000 in normalise(long)

@@ -123,10 +123,19 @@ def test_a_number_past_what_its_unit_allows_is_declined():
     assert _meant("pause for three days") == {"unknown"}  # past the timer's 180 minutes and the rinse's 600 s
     assert _meant("start a timer for 500 minutes") == {"unknown"}
     assert _meant("start a timer for 2 hours") == {"start_timer", "unknown"}  # 120 minutes fits
+    # however long the number: not cut to its first digits, not a float's "inf" in the grammar
+    assert _meant("start a timer for 99999999999999999999999 minutes") == {"unknown"}
+    assert _meant(f"start a timer for {'9' * 5000} minutes") == {"unknown"}
+    assert allowed_values(KITCHEN, stated_values(f"dim to {'9' * 400}.5")) == {}
 
 
 def test_a_random_model_declines_a_number_past_its_range(tiny_kitchen):
     assert tiny_kitchen.parse("start a timer for five hundred minutes").command == {"command": "unknown", "args": {}}
+    assert tiny_kitchen.parse(f"start a timer for {'9' * 30} minutes").command == {"command": "unknown", "args": {}}
+    assert (
+        tiny_kitchen.parse(f"start a timer for {'9' * 5000} minutes").command["command"]
+        in tiny_kitchen.commands.commands
+    )
 
 
 def test_a_share_is_a_percentage_and_nothing_else():

@@ -76,7 +76,8 @@ _TOKEN = re.compile(r"[A-Za-z]+|[0-9]+(?:\.[0-9]+)?|\s+|.", re.S)  # ASCII digit
 
 
 def _digit(word: str) -> bool:
-    return word.isascii() and word.isdigit()
+    # past 15 digits a run of digits is no count anyone says (and Python refuses int() past 4300)
+    return word.isascii() and word.isdigit() and len(word) <= 15
 
 
 def _fmt(value: float) -> str:
@@ -244,8 +245,8 @@ def _digits(text: str) -> str:
 # and 80" (a hundred and eighty). Each is one number; applied in this order, so "1000 200 and 50" is 1250.
 _DIGIT_COMPOUNDS: list[tuple[re.Pattern, object]] = [
     (re.compile(r"(?<![\d.,])\d{1,3}(?:,\d{3})+(?![\d,])"), lambda m: m[0].replace(",", "")),
-    (re.compile(r"(?<![\d.])([1-9]\d*000) ([1-9]\d\d)(?![\d.])"), lambda m: str(int(m[1]) + int(m[2]))),
-    (re.compile(r"(?<![\d.])([1-9]\d*00) and ([1-9]\d?)(?![\d.:])"), lambda m: str(int(m[1]) + int(m[2]))),
+    (re.compile(r"(?<![\d.])([1-9]\d{0,11}000) ([1-9]\d\d)(?![\d.])"), lambda m: str(int(m[1]) + int(m[2]))),
+    (re.compile(r"(?<![\d.])([1-9]\d{0,11}00) and ([1-9]\d?)(?![\d.:])"), lambda m: str(int(m[1]) + int(m[2]))),
 ]
 
 # "two", "four", "one" and "eight" as Whisper may write them when nothing after them says they are numbers
@@ -258,12 +259,12 @@ _SCALE_POINT = re.compile(
 _HOURS = r"(?:hours?|hrs?)"
 _DURATIONS: list[tuple[re.Pattern, object]] = [
     # "an hour and a half", "2 hours and a half", "1 hour and 30 minutes", "an hour 15 minutes"
-    (re.compile(rf"\b(an?|[0-9]+) {_HOURS} and a half\b", re.I),
+    (re.compile(rf"\b(an?|[0-9]{{1,6}}) {_HOURS} and a half\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + 30:g} minutes"),
-    (re.compile(rf"\b(an?|[0-9]+) {_HOURS}(?: and)? ([0-9]+) (?:minutes?|mins?)\b", re.I),
+    (re.compile(rf"\b(an?|[0-9]{{1,6}}) {_HOURS}(?: and)? ([0-9]{{1,6}}) (?:minutes?|mins?)\b", re.I),
      lambda m: f"{_hours(m[1]) * 60 + int(m[2]):g} minutes"),
     # "1.5 hours", "2.5 hours", "0.5 hours"
-    (re.compile(rf"\b([0-9]+\.[0-9]+) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
+    (re.compile(rf"\b([0-9]{{1,6}}\.[0-9]{{1,6}}) {_HOURS}\b", re.I), lambda m: f"{round(float(m[1]) * 60):g} minutes"),
     (re.compile(r"\b(?:a |one )?half(?: an| a)? hour\b", re.I), lambda m: "30 minutes"),
     (re.compile(r"\b3 quarters of an? hour\b", re.I), lambda m: "45 minutes"),
     (re.compile(r"\b(?:a )?quarter(?: of an?|-)? ?hour\b", re.I), lambda m: "15 minutes"),

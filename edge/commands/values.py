@@ -24,6 +24,7 @@ for 3 days" is not the command that switches a zone off.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ SAID_UNITS = {
 MEASURES = {"celsius": "degrees", "temperature": "degrees", "degrees": "degrees", "fahrenheit": "degrees",
             "percent": "percent", "rpm": "rpm", "revolutions": "rpm"}  # fmt: skip
 # A number not inside a word, a decimal or a clock's minutes; then a clock's minutes, or the word after it.
-_NUMBER = re.compile(r"(?<![\w.:])(-?\d{1,12}(?:\.\d{1,6})?)(:\d\d)?(?:\s*-?\s*([A-Za-z]+))?")
+_NUMBER = re.compile(r"(?<![\w.:])(-?\d+(?:\.\d{1,6})?)(:\d\d)?(?:\s*-?\s*([A-Za-z]+))?")
 MAX_VALUES = 8  # per argument: a request that states more numbers than this is not narrowing anything
 CLOCK = "o'clock"  # the unit of a number stated as a time of day ("05:00", "19:30")
 
@@ -89,8 +90,8 @@ def stated_values(request: str) -> list[Stated]:
     """
     stated = []
     for number, clock, word in _NUMBER.findall(request):
-        value = float(number)
-        if clock:
+        value = float(number)  # inf past what a float holds: past every argument's range, still stated
+        if clock and len(number) <= 2:
             stated.append(Stated(int(value), CLOCK))
             if clock.strip(":0"):
                 stated.append(Stated(int(clock[1:]), CLOCK))
@@ -120,7 +121,7 @@ def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int |
     values = []
     for s in stated:
         value = _as_counted(s, arg, unit)
-        if value is None:
+        if value is None or not math.isfinite(value):  # a number too long for a float is no value to write
             continue
         if arg.type == "integer":
             if not float(value).is_integer():
