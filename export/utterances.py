@@ -170,24 +170,21 @@ ERRANDS = ["order more {item}", "buy {item}", "add {item} to the shopping list",
            "how much does {item} cost", "remind me to buy {item}", "where did I put the {item}"]  # fmt: skip
 ITEMS = ["milk", "batteries", "dog food", "paper towels", "coffee", "tape", "glue", "light bulbs", "stamps",
          "envelopes", "shampoo", "socks", "a new phone charger", "printer ink", "bin bags"]  # fmt: skip
-# Devices a set may not hold, each with the words of a set that would hold it or something like it: its
-# synonyms and what it does, not where it stands ("kitchen", "garden"), as a kitchen panel holds no
-# dishwasher and a garden controller no lawn mower. A device whose last word (what it is) or whose words
-# here are words of the set is not declined for it.
+# Devices a set may not hold, each with the words of a set that would hold it or something like it.
 OTHER_DEVICES: dict[str, set[str]] = {
-    "dishwasher": {"dishes"}, "fridge": {"fridge"}, "freezer": {"freezer"},
+    "dishwasher": {"kitchen", "dishes"}, "fridge": {"kitchen", "fridge"}, "freezer": {"kitchen", "freezer"},
     "washing machine": {"laundry", "washing"}, "tv": {"tv", "television"}, "television": {"tv", "television"},
-    "front door": {"door", "lock"}, "garage door": {"door"}, "radio": {"radio", "music"},
-    "kettle": {"kettle"}, "coffee machine": {"coffee"}, "microwave": {"oven"},
+    "front door": {"door", "lock"}, "garage door": {"door", "garage"}, "radio": {"radio", "music"},
+    "kettle": {"kitchen", "kettle"}, "coffee machine": {"kitchen", "coffee"}, "microwave": {"kitchen", "oven"},
     "thermostat": {"heating", "heater", "temperature", "thermostat"}, "air conditioning": {"air", "cooling"},
-    "sprinkler": {"water", "watering", "irrigation", "sprinkler"}, "car": {"car"},
-    "doorbell camera": {"doorbell", "camera"}, "vacuum": {"vacuum", "cleaning"}, "toaster": {"toast"},
-    "speaker": {"speaker", "music"}, "oven": {"oven", "cooking", "bake"}, "printer": {"printer"},
+    "sprinkler": {"garden", "water", "watering", "irrigation", "lawn", "sprinkler"}, "car": {"car", "garage"},
+    "doorbell camera": {"door", "camera"}, "vacuum": {"vacuum", "cleaning"}, "toaster": {"kitchen", "toast"},
+    "speaker": {"speaker", "music"}, "oven": {"kitchen", "oven", "cooking", "bake"}, "printer": {"printer"},
     "alarm system": {"alarm", "security"}, "blinds": {"blinds", "window"}, "curtains": {"curtains", "window"},
-    "computer": {"computer"}, "lawn mower": {"mower", "mowing"}, "hot tub": {"tub", "pool", "spa"},
-    "pool pump": {"pool", "pump"}, "projector": {"projector"}, "lathe": {"lathe", "machine"},
-    "dryer": {"laundry", "dryer"}, "garden lights": {"lights", "light"}, "robot vacuum": {"vacuum"},
-    "boiler": {"heating", "heater", "boiler", "water"}, "electric blanket": {"blanket"},
+    "computer": {"computer"}, "lawn mower": {"garden", "lawn", "mower"}, "hot tub": {"tub", "pool", "spa"},
+    "pool pump": {"pool", "pump"}, "projector": {"projector"}, "lathe": {"workshop", "lathe", "machine"},
+    "dryer": {"laundry", "dryer"}, "garden lights": {"garden", "lights", "light"}, "robot vacuum": {"vacuum"},
+    "boiler": {"heating", "heater", "boiler", "water"}, "electric blanket": {"blanket", "bed"},
     "timer": {"timer"}, "alarm clock": {"alarm", "clock"},
 }  # fmt: skip
 OTHER_DEVICE_FRAMES = ["turn on the {d}", "turn off the {d}", "start the {d}", "open the {d}", "lock the {d}",
@@ -967,7 +964,7 @@ def _out_of_domain(rng: random.Random, avoid: set[str], nouns: list[str] = ()) -
     if roll < 0.75 and nouns:
         # a question about the set's own things that no command answers: what they are, not their state
         return rng.choice(KNOWLEDGE_FRAMES).format(t=rng.choice(nouns))
-    devices = [d for d, near in OTHER_DEVICES.items() if not ({d.split()[-1]} | near) & avoid]
+    devices = [d for d, near in OTHER_DEVICES.items() if not (set(d.split()) | near) & avoid]
     return rng.choice(OTHER_DEVICE_FRAMES).format(d=rng.choice(devices), n=rng.randint(1, 60))
 
 
