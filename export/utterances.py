@@ -614,7 +614,10 @@ def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -
 
 def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     unit = unit_of(arg, r)
-    value = _value(rng, arg, unit)
+    described = [v for v in r.value_phrases if (arg.minimum or 0) <= v <= (arg.maximum or v)]
+    # a value the description gives a meaning ("0 cancels the delay") is a request of its own, not one
+    # number of fifteen: asked as often as a command's other settings together would ask one of them
+    value = rng.choice(described) if described and rng.random() < 0.2 else _value(rng, arg, unit)
     # "max", "medium" name points of a scale, not counts: no "max portions"
     levels = {} if count_words(arg, r) else level_names(arg, r.command.description)
     named = rng.choice(r.obj)

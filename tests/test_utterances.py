@@ -81,6 +81,10 @@ def test_the_description_says_how_a_value_is_asked_for():
     assert {"cancel the delay", "end the rain delay", "stop the delay"} <= set(reading.value_phrases[0])
     assert _value_phrases("Set the fan speed; 0 turns it off.", ["fan speed"]) == {0: ["turn it off"]}
     assert _value_phrases("Set the level: 1 is the gentlest, 5 is the strongest.", ["level"]) == {}
+    # a described value is an intent of its own: asked for often, and in the description's words
+    zero = [e.text.lower() for e in generate(_set("garden-irrigation"), 300, 0)
+            if e.command == {"command": "set_rain_delay", "args": {"days": 0}}]  # fmt: skip
+    assert len(zero) >= 30 and any(t.startswith(("cancel", "end", "clear", "stop")) for t in zero)
     sensor = read_command(_set("garden-irrigation").commands["set_rain_sensor"])
     assert sensor.pair and sensor.pair[0].startswith("enable") and sensor.pair[1].startswith("disable")
 
