@@ -70,7 +70,13 @@ ONE_AFTER = {"the", "this", "that", "which", "each", "every", "any", "no", "anot
 ONE_BEFORE = {"of", "by", "another", "at", "or"}
 # counting words, longest first: "a couple of" before "a couple"
 COUNTING = [(["a", "couple", "of"], "2"), (["half", "a", "dozen"], "6"), (["a", "couple"], "2"), (["a", "dozen"], "12")]
-TIME_UNITS = {"second", "seconds", "minute", "minutes", "min", "mins", "hour", "hours", "day", "days", "week", "weeks"}
+# The words that name a unit of time, and the unit each names: one table for the normaliser and values.py.
+TIME_WORDS = {
+    "second": "seconds", "seconds": "seconds", "sec": "seconds", "secs": "seconds",
+    "minute": "minutes", "minutes": "minutes", "min": "minutes", "mins": "minutes",
+    "hour": "hours", "hours": "hours", "hr": "hours", "hrs": "hours",
+    "day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+}  # fmt: skip
 
 _TOKEN = re.compile(r"[A-Za-z]+|[0-9]+(?:\.[0-9]+)?|\s+|.", re.S)  # ASCII digits: int() refuses "²"
 
@@ -154,7 +160,7 @@ class _Reader:
         # thousand") or a unit of time, where two numbers are two things ("zone two twenty minutes")
         if total == 0 and 0 < current < 100 and last in ("small", "tens"):
             read = self.small(self.after(end - 1))
-            if read and read[0] >= 10 and self.word(self.after(read[1] - 1)) not in {*SCALES, *TIME_UNITS}:
+            if read and read[0] >= 10 and self.word(self.after(read[1] - 1)) not in {*SCALES, *TIME_WORDS}:
                 current, end = current * 100 + read[0], read[1]
         return total + current, end
 
@@ -200,7 +206,7 @@ class _Reader:
             end == i + 1
             and self.word(i) == "one"
             and (self.before(i) in ONE_AFTER or self.word(self.after(i)) in ONE_BEFORE)
-            and self.word(self.after(i, hyphen=True)) not in TIME_UNITS
+            and self.word(self.after(i, hyphen=True)) not in TIME_WORDS
         )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edge.commands.command_set import Arg, Command, CommandSet
-from edge.commands.numbers import normalise
+from edge.commands.numbers import TIME_WORDS, normalise
 
 # The units an argument can be counted in, as its name or its command's description says them; the first
 # that matches wins, so "celsius" beats the "degrees" of "degrees celsius".
@@ -38,11 +38,7 @@ UNITS = ("celsius", "temperature", "degrees", "fahrenheit", "minutes", "seconds"
          "percent", "rpm", "revolutions", "litres", "metres", "meters")  # fmt: skip
 SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 # how a request names the unit right after its number: a unit of time, or a measure (what UNITS says it in)
-SAID_UNITS = {
-    "second": "seconds", "seconds": "seconds", "sec": "seconds", "secs": "seconds",
-    "minute": "minutes", "minutes": "minutes", "min": "minutes", "mins": "minutes",
-    "hour": "hours", "hours": "hours", "hr": "hours", "hrs": "hours",
-    "day": "days", "days": "days", "week": "weeks", "weeks": "weeks",
+SAID_UNITS = TIME_WORDS | {
     "degree": "degrees", "degrees": "degrees", "celsius": "degrees", "fahrenheit": "degrees",
     "percent": "percent", "rpm": "rpm",
 }  # fmt: skip
