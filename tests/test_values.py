@@ -132,10 +132,10 @@ def test_a_number_past_what_its_unit_allows_is_declined():
 def test_a_random_model_declines_a_number_past_its_range(tiny_kitchen):
     assert tiny_kitchen.parse("start a timer for five hundred minutes").command == {"command": "unknown", "args": {}}
     assert tiny_kitchen.parse(f"start a timer for {'9' * 30} minutes").command == {"command": "unknown", "args": {}}
-    assert (
-        tiny_kitchen.parse(f"start a timer for {'9' * 5000} minutes").command["command"]
-        in tiny_kitchen.commands.commands
-    )
+    # longer than the model's context: the model reads its start, the grammar all that was said
+    hostile = tiny_kitchen.parse(f"start a timer for {'9' * 5000} minutes")
+    assert hostile.command == {"command": "unknown", "args": {}}
+    assert hostile.stats.decode_steps == 0  # the grammar declined it: the model had no choice to make
 
 
 def test_a_share_is_a_percentage_and_nothing_else():

@@ -199,13 +199,15 @@ class CommandModel:
         """The command for ``request``; always a valid command of the set."""
         start = time.perf_counter()
         stats = GenerationStats()
-        request = self._fit(request_text(request))  # one line, however it was typed or transcribed
+        said = request_text(request)  # one line, however it was typed or transcribed
+        request = self._fit(said)
         if self.commands.unknown and not any(ch.isalnum() for ch in request):
             # nothing said (a silent clip, a blank line): no model would read a command into it
             command = {"command": self.commands.unknown, "args": {}}
             return CommandResult(request, command, time.perf_counter() - start, stats)
         ids = self._prompt_ids(request)
-        matcher = self._grammar_for(request).matcher()
+        # the numbers come from all that was said, even where the model only sees what its context holds
+        matcher = self._grammar_for(said).matcher()
         tokens = generate_constrained(self.model.decoder, ids, matcher, MAX_COMMAND_TOKENS, stats)
         command = self.commands.validate(json.loads(self.model.tokenizer.decode(tokens)))
         return CommandResult(request, command, time.perf_counter() - start, stats)
