@@ -314,11 +314,20 @@ def _read_stdin() -> str:
 
 
 def read_requests(stream, limit: int = MAX_REQUEST_BYTES) -> Iterator[str]:
-    """One request per line, in bounded memory: a longer line is cut at ``limit`` bytes, invalid UTF-8 replaced."""
+    """One request per line, in bounded memory, invalid UTF-8 replaced. A line longer than ``limit`` bytes is
+    no request anyone said: it reads as an empty one (declined, never a command made of its first part)."""
+    number = 0
     while line := stream.readline(limit):
-        if not line.endswith(b"\n"):
+        number += 1
+        if len(line) == limit and not line.endswith(b"\n"):
+            overlong = False
             while (rest := stream.readline(limit)) and not rest.endswith(b"\n"):
-                pass  # skip the rest of an overlong line without holding it
+                overlong = True  # skip the rest of an overlong line without holding it
+            if overlong or rest:
+                print(f"edge-run: line {number} is over {limit} bytes: declined (one request per short line)",
+                      file=sys.stderr)  # fmt: skip
+                yield ""
+                continue
         yield _decode(line).strip()
 
 

@@ -231,6 +231,7 @@ def test_requests_are_read_in_bounded_memory():
 
     from edge.cli import read_requests
 
-    stream = io.BytesIO(b"first\n" + b"x" * 100_000 + b"\n\xff\xfebad\nlast")
+    stream = io.BytesIO(b"first\n" + b"x" * 100_000 + b"\n\xff\xfebad\n" + b"y" * 65 + b"\n" + b"z" * 64)
     requests = list(read_requests(stream, limit=64))
-    assert requests == ["first", "x" * 64, "\ufffd\ufffdbad", "last"]
+    # an overlong line is declined whole (never a command made of its first 64 bytes), one answer per line
+    assert requests == ["first", "", "\ufffd\ufffdbad", "", "z" * 64]
