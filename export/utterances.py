@@ -614,7 +614,7 @@ def _fill(clause: str, r: Reading, rng: random.Random, values: dict[str, Any]) -
 
 def _set_number(rng: random.Random, r: Reading, arg: Arg) -> tuple[str, dict]:
     unit = unit_of(arg, r)
-    described = [v for v in r.value_phrases if (arg.minimum or 0) <= v <= (arg.maximum or v)]
+    described = [v for v in r.value_phrases if arg.in_range(v)]
     # a value the description gives a meaning ("0 cancels the delay") is a request of its own, not one
     # number of fifteen: asked as often as a command's other settings together would ask one of them
     value = rng.choice(described) if described and rng.random() < 0.2 else _value(rng, arg, unit)

@@ -58,6 +58,10 @@ class Arg:
     maximum: float | None = None
     max_length: int = DEFAULT_MAX_LENGTH
 
+    def in_range(self, value: float) -> bool:
+        """Whether a number is within ``minimum`` and ``maximum`` (either may be absent)."""
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
     def schema(self) -> dict[str, Any]:
         """This argument as JSON Schema."""
         if self.type == "enum":
@@ -113,7 +117,7 @@ class Arg:
         elif self.type == "string":
             ok = isinstance(value, str) and len(value) <= self.max_length
         if ok and self.type in ("integer", "number"):
-            ok = (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+            ok = self.in_range(value)
         if not ok:
             raise InvalidCommand(f"{where}: {json.dumps(value)} is not {self.describe()}")
 

@@ -109,10 +109,6 @@ def _as_counted(s: Stated, arg: Arg, unit: str | None) -> int | float | None:
     return s.value
 
 
-def _in_range(arg: Arg, value: int | float) -> bool:
-    return (arg.minimum is None or value >= arg.minimum) and (arg.maximum is None or value <= arg.maximum)
-
-
 def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int | float, ...]:
     values = []
     for s in stated:
@@ -123,7 +119,7 @@ def _candidates(arg: Arg, unit: str | None, stated: list[Stated]) -> tuple[int |
             if not float(value).is_integer():
                 continue
             value = int(value)
-        if _in_range(arg, value):
+        if arg.in_range(value):
             values.append(value)
     values = list(dict.fromkeys(values))
     return tuple(values) if len(values) <= MAX_VALUES else ()
@@ -146,7 +142,7 @@ def said_beyond_range(commands: CommandSet, stated: list[Stated]) -> bool:
     for _, a, unit in _numeric_args(commands):
         for s in with_unit:
             value = _as_counted(s, a, unit)
-            if value is not None and not _in_range(a, value):
+            if value is not None and not a.in_range(value):
                 return True
     return False
 
