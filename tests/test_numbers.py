@@ -182,6 +182,11 @@ def test_words_that_only_look_like_times_are_left(text):
         ("put it on setting won!", "put it on setting 1!"),
         ("speed too high", "speed too high"),  # not the end of the request: "too" is a word here
         ("I want to go to", "I want to go to"),  # no point of a scale before it
+        ("Have the sprinklers come on at for every morning.", "Have the sprinklers come on at 04:00 every morning."),
+        ("start at ate pm", "start at 20:00"),
+        ("wake me at to o'clock", "wake me at 2 o'clock"),
+        ("look at for a moment", "look at for a moment"),  # no clock word after it
+        ("go to bed at night", "go to bed at night"),
     ],
 )
 def test_a_number_heard_as_a_word_that_sounds_like_it_ends_a_scale(heard, normalised):

@@ -298,6 +298,11 @@ _PART_OF_DAY = (
 _CLOCK = re.compile(
     rf"\b(\d{{1,2}})(?::(\d{{2}}))?\s*(?:o'?clock\s*)?(?:(a\.?m\.?|p\.?m\.?)(?![a-z])|({_PART_OF_DAY})\b)", re.I
 )
+# "at for every morning": a sound-alike number before what only a clock time is followed by
+_CLOCK_POINT = re.compile(
+    rf"\b(at|until|by|from) ({'|'.join(_SOUNDS_LIKE)}) (?=(?:o'?clock|a\.?m\.?|p\.?m\.?|{_PART_OF_DAY})(?![a-z]))",
+    re.I,
+)
 _NAMED_TIME = re.compile(r"\b(at|to|for|until|from|by|before|after) (midnight|noon|midday)\b", re.I)
 
 
@@ -325,5 +330,6 @@ def normalise(text: str) -> str:
     text = _SCALE_POINT.sub(lambda m: f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]}", text)
     for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS + _SHARES:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
+    text = _CLOCK_POINT.sub(lambda m: f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]} ", text)
     text = _CLOCK.sub(_clock, text)
     return _NAMED_TIME.sub(lambda m: f"{m[1]} {'00:00' if m[2].lower() == 'midnight' else '12:00'}", text)
