@@ -148,6 +148,14 @@ GENERAL_FRAMES = [
     "find {place} nearby", "where is {place}", "how far is {place}", "book {booking} {when}",
     "what's on my calendar {when}", "what's the news {when}", "who is playing {when}",
 ]  # fmt: skip
+# A phone's own jobs, declined by a set that has no timer, alarm or reminder of its own: "set a timer for ten
+# minutes" is not a hot water boost, but a set with a timer may take "remind me in five minutes" for one.
+PHONE_WORDS = {"timer", "timers", "alarm", "alarms", "remind", "reminder", "reminders", "clock", "stopwatch"}
+PHONE_FRAMES = [
+    "set a timer for {minutes}", "start a {minutes} timer", "timer for {minutes}", "set an alarm for {hour}",
+    "wake me up at {hour}", "remind me in {minutes} to {errand}", "remind me at {hour} to {errand}",
+    "cancel my alarm", "snooze the alarm", "how long is left on my timer", "start a stopwatch",
+]  # fmt: skip
 GENERAL_PARTS = {
     "when": ["today", "tomorrow", "this weekend", "tonight", "on friday", "next week", "this afternoon", ""],
     "city": ["paris", "tokyo", "london", "new york", "sydney", "berlin", "madrid", "cairo", "toronto"],
@@ -164,6 +172,8 @@ GENERAL_PARTS = {
     "place": ["a pharmacy", "a petrol station", "a good pizza place", "the nearest bank", "a cash machine",
               "the train station", "a vet", "the library"],
     "booking": ["a table for two", "a taxi", "a haircut", "a dentist appointment", "cinema tickets"],
+    "minutes": ["ten minutes", "five minutes", "an hour", "twenty minutes", "3 minutes", "half an hour", "90 seconds"],
+    "hour": ["seven", "6 am", "half past six", "7:30", "noon", "eight tomorrow"],
 }  # fmt: skip
 ERRANDS = ["order more {item}", "buy {item}", "add {item} to the shopping list", "we need {item}",
            "get me some {item}", "order {item} online", "put {item} on the list", "are we out of {item}",
@@ -790,19 +800,53 @@ def _question(rng: random.Random, r: Reading, readings: list[Reading]) -> str:
             "tell me what's running", "what's running", "check everything", "anything still on?",
             f"is {_the(rng, thing)} on", f"what's {_the(rng, thing)} doing", f"what's {_the(rng, thing)} set to",
             f"is {_the(rng, thing)} still running", f"did I leave {_the(rng, thing)} on", f"how's {_the(rng, thing)}",
-            r.clause, *_asked(rng, items),
+            r.clause, *_asked(rng, items, readings),
         ]
     )  # fmt: skip
 
 
-def _asked(rng: random.Random, items: list[str]) -> list[str]:
-    """Questions about the things a status report covers ("soil moisture" -> "what's the soil moisture")."""
+def _asked(rng: random.Random, items: list[str], readings: list[Reading]) -> list[str]:
+    """Questions about the things a status report covers ("soil moisture" -> "what's the soil moisture",
+    "how wet is the soil")."""
     if not items:
         return ["status"]
     item = rng.choice(items)
     if item.split()[0] in ("which", "what", "how", "when", "where", "whether"):
         return [f"{item}?", f"tell me {item}", item]
-    return [f"what's {_the(rng, item)}", f"how is {_the(rng, item)}", f"tell me about {_the(rng, item)}", f"{item}?"]
+    return [f"what's {_the(rng, item)}", f"how is {_the(rng, item)}", f"tell me about {_the(rng, item)}", f"{item}?",
+            *_by_quality(rng, item, readings)]  # fmt: skip
+
+
+# How people ask after a measure by what it feels like, keyed by the measure a status reports
+QUALITIES = {"temperature": ["warm", "hot", "cold", "chilly"], "moisture": ["wet", "dry", "damp"],
+             "humidity": ["humid", "damp", "dry"], "level": ["high", "low", "full"], "speed": ["fast"],
+             "pressure": ["strong", "high"], "brightness": ["bright", "dark"]}  # fmt: skip
+
+
+def _by_quality(rng: random.Random, item: str, readings: list[Reading]) -> list[str]:
+    """ "how warm is the living room" for "each room's temperature", "how wet is the soil" for "soil moisture"."""
+    words = item.lower().replace("'s", "").split()
+    measure = next((w for w in words if w in QUALITIES), None)
+    if measure is None:
+        return []
+    q = rng.choice(QUALITIES[measure])
+    owner = [w for w in words[: words.index(measure)] if w not in STOP_WORDS and w not in ("each", "every")]
+    places = [v for r in readings for a in r.command.args if a.name in owner or f"{a.name}s" in owner for v in a.enum]
+    if places:
+        place = _the(rng, str(rng.choice(places)))
+        asked = [f"how {q} is {place}", f"how {q} is it in {place}", f"is it {q} in {place}", f"is {place} {q}"]
+        if measure == "temperature":
+            asked += [f"what temperature is it in {place}", f"what's the temperature in {place}"]
+    elif owner:
+        thing = _the(rng, " ".join(owner))
+        asked = [f"how {q} is {thing}", f"is {thing} {q}", f"is {thing} too {q}"]
+        if measure == "temperature":
+            asked += [f"what temperature is {thing}", f"how {q} is {thing} right now"]
+    else:
+        asked = [f"how {q} is it in here", f"is it {q} in here", f"how {q} is it"]
+        if measure == "temperature":
+            asked += ["what temperature is it in here", "what's the temperature like"]
+    return asked
 
 
 def _described(rng: random.Random, r: Reading) -> tuple[str, dict]:
@@ -948,7 +992,8 @@ def things(readings: list[Reading]) -> list[str]:
 
 def _general(rng: random.Random, avoid: set[str]) -> str:
     """A general request composed from :data:`GENERAL_FRAMES`, none of whose parts says a word of the set."""
-    frame = rng.choice(GENERAL_FRAMES)
+    phone = [] if avoid & PHONE_WORDS else PHONE_FRAMES
+    frame = rng.choice(GENERAL_FRAMES + phone)
     parts = {}
     for slot in re.findall(r"{(\w+)}", frame):
         options = [o for o in GENERAL_PARTS[slot] if not set(re.findall(r"[a-z]+", o)) & avoid]

@@ -186,6 +186,10 @@ def test_nothing_said_is_declined_without_the_model(tiny_parser, request_text):
         ("I'd like the oven at two hundred, please.", "I'd like the oven at 200, please"),
         ("Set it to 2.5?!", "set it to 2.5"),
         ("Wake at 5 a.m.", "wake at 05:00"),
+        ("The kitchen is smoky. Max the fan.", "the kitchen is smoky, max the fan"),
+        ("It's cold! Heating on, please.", "it's cold, heating on, please"),
+        ("Set it to 2.5. Then stop.", "set it to 2.5, then stop"),
+        ("Ask Mr. Jones", "ask mr. jones"),
     ],
 )
 def test_a_transcript_reads_as_typed(heard, typed):

@@ -275,3 +275,41 @@ def test_a_complaint_comes_only_before_turning_up_or_on():
     data = generate(cs, per_command=300, seed=0)
     complaints = [ex for ex in data if re.search(r"too dark|can't see|it's dark", ex.text.lower())]
     assert complaints and all(ex.command["args"]["mode"] != "off" for ex in complaints)
+
+
+GREENHOUSE = {
+    "name": "greenhouse",
+    "commands": {
+        "set_bed_heat": {"description": "Set one bed's heating mat in degrees Celsius.",
+                         "args": {"bed": {"enum": ["seedlings", "tomatoes"]},
+                                  "celsius": {"type": "integer", "minimum": 10, "maximum": 30}}},
+        "water_for": {"description": "Water the beds for a number of minutes.",
+                      "args": {"minutes": {"type": "integer", "minimum": 1, "maximum": 60}}},
+        "status": {"description": "Report each bed's temperature and the soil moisture.", "args": {}},
+        "unknown": {"description": "Not one of the commands above.", "args": {}},
+    },
+}  # fmt: skip
+
+
+def test_a_status_is_asked_after_by_what_its_measures_feel_like():
+    data = generate(CommandSet.from_dict(GREENHOUSE), per_command=600, seed=0)
+    felt = [ex for ex in data if re.search(r"\bhow (warm|hot|cold|chilly|wet|dry|damp) is\b", ex.text.lower())]
+    assert felt and all(ex.command["command"] == "status" for ex in felt)
+    said = " ".join(ex.text.lower() for ex in felt)
+    assert "the soil" in said and ("the seedlings" in said or "the tomatoes" in said)  # a bed by its name
+
+
+def test_a_phones_jobs_are_declined_unless_the_set_has_a_timer_of_its_own():
+    jobs = r"\b(timer|alarm|remind me|stopwatch)\b"
+    data = generate(CommandSet.from_dict(GREENHOUSE), per_command=300, seed=0)
+    asked = [ex for ex in data if re.search(jobs, ex.text.lower())]
+    assert asked and all(ex.command["command"] == "unknown" for ex in asked)
+    assert any(re.search(r"\bremind me in\b", ex.text.lower()) for ex in asked)  # not a watering time
+    with_timer = json.loads(json.dumps(GREENHOUSE))
+    with_timer["commands"]["start_timer"] = {
+        "description": "Start a kitchen timer for a number of minutes.",
+        "args": {"minutes": {"type": "integer", "minimum": 1, "maximum": 120}},
+    }
+    data = generate(CommandSet.from_dict(with_timer), per_command=300, seed=0)
+    declined = [ex for ex in data if ex.command["command"] == "unknown" and re.search(jobs, ex.text.lower())]
+    assert not any(re.search(r"remind me in|set a timer for", ex.text.lower()) for ex in declined)

@@ -33,6 +33,8 @@ NARROWED_GRAMMARS = 64  # compiled per-request grammars kept: a repeated request
 OUT_OF_DOMAIN = "what is the capital of france"
 TYPED_CAPITALS = re.compile(r"I(?:'[a-z]+)?")  # "I", "I'm", "I'd": capitals people type too
 SENTENCE_END = re.compile(r"\s*[.!?]+$")
+# Whisper ends a sentence where people typing go on with a comma: "The kitchen is smoky. Max the fan."
+SENTENCE_BREAK = re.compile(r"(?<=[a-z0-9%'])(?<!\bmr)(?<!\bmrs)(?<!\bms)(?<!\bdr)(?<!\bst)[.!?]+\s+(?=\S)", re.I)
 
 
 @dataclass
@@ -96,9 +98,10 @@ def speech_prompt(commands: CommandSet) -> str:
 
 def request_text(request: str) -> str:
     """A request as the model reads it, in training and at run time alike: one line, numbers as digits,
-    in the style people type, not the one Whisper writes: "It's too dark in the kitchen." reads as
-    "it's too dark in the kitchen" (lower case but for "I", no full stop at the end)."""
-    words = [w if TYPED_CAPITALS.fullmatch(w) else w.lower() for w in normalise(" ".join(request.split())).split()]
+    in the style people type, not the one Whisper writes: "It's too dark. Lights on." reads as
+    "it's too dark, lights on" (lower case but for "I", a comma between sentences, no full stop at the end)."""
+    text = SENTENCE_BREAK.sub(", ", normalise(" ".join(request.split())))
+    words = [w if TYPED_CAPITALS.fullmatch(w) else w.lower() for w in text.split()]
     return SENTENCE_END.sub("", " ".join(words))
 
 
