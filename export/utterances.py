@@ -991,7 +991,8 @@ def things(readings: list[Reading]) -> list[str]:
 
 
 def _general(rng: random.Random, avoid: set[str]) -> str:
-    """A general request composed from :data:`GENERAL_FRAMES`, none of whose parts says a word of the set."""
+    """A general request composed from :data:`GENERAL_FRAMES` (and :data:`PHONE_FRAMES` for a set with no timer,
+    alarm or reminder), none of whose parts says a word of the set."""
     phone = [] if avoid & PHONE_WORDS else PHONE_FRAMES
     frame = rng.choice(GENERAL_FRAMES + phone)
     parts = {}
