@@ -300,9 +300,16 @@ _CLOCK = re.compile(
 )
 # "at for every morning": a sound-alike number before what only a clock time is followed by
 _CLOCK_POINT = re.compile(
-    rf"\b(at|until|by|from) ({'|'.join(_SOUNDS_LIKE)}) (?=(?:o'?clock|a\.?m\.?|p\.?m\.?|{_PART_OF_DAY})(?![a-z]))",
+    rf"\b(at|until|by|from) ({'|'.join(_SOUNDS_LIKE)})(?= (?:o'?clock|a\.?m\.?|p\.?m\.?|{_PART_OF_DAY})(?![a-z]))",
     re.I,
 )
+
+
+def _heard_digit(m: re.Match) -> str:
+    """The word before a sound-alike number, then the number as a digit ("speed too" -> "speed 2")."""
+    return f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]}"
+
+
 _NAMED_TIME = re.compile(r"\b(at|to|for|until|from|by|before|after) (midnight|noon|midday)\b", re.I)
 
 
@@ -327,9 +334,9 @@ def _hours(said: str) -> float:
 def normalise(text: str) -> str:
     """``text`` with its spelled numbers as digits and fractions of hours as minutes (module docstring)."""
     text = _digits(text)
-    text = _SCALE_POINT.sub(lambda m: f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]}", text)
+    text = _SCALE_POINT.sub(_heard_digit, text)
     for pattern, replace in _DIGIT_COMPOUNDS + _DURATIONS + _SHARES:
         text = pattern.sub(replace, text)  # type: ignore[arg-type]
-    text = _CLOCK_POINT.sub(lambda m: f"{m[1]} {_SOUNDS_LIKE[m[2].lower()]} ", text)
+    text = _CLOCK_POINT.sub(_heard_digit, text)
     text = _CLOCK.sub(_clock, text)
     return _NAMED_TIME.sub(lambda m: f"{m[1]} {'00:00' if m[2].lower() == 'midnight' else '12:00'}", text)
