@@ -814,7 +814,17 @@ def _asked(rng: random.Random, items: list[str], readings: list[Reading]) -> lis
     if item.split()[0] in ("which", "what", "how", "when", "where", "whether"):
         return [f"{item}?", f"tell me {item}", item]
     return [f"what's {_the(rng, item)}", f"how is {_the(rng, item)}", f"tell me about {_the(rng, item)}", f"{item}?",
-            *_by_quality(rng, item, readings)]  # fmt: skip
+            *_by_measure(rng, item), *_by_quality(rng, item, readings)]  # fmt: skip
+
+
+def _by_measure(rng: random.Random, item: str) -> list[str]:
+    """ "what mode is the pump in" for "pump mode": the measure asked after, its owner the subject."""
+    words = re.sub(r"^(?:the|each|every) ", "", item.lower()).replace("'s", "").split()
+    if len(words) < 2:
+        return []
+    owner, measure = _the(rng, " ".join(words[:-1])), words[-1]
+    return [f"what {measure} is {owner} {rng.choice(['in', 'on', 'at', 'set to'])}",
+            f"which {measure} is {owner} {rng.choice(['in', 'on', 'using'])}"]  # fmt: skip
 
 
 # How people ask after a measure by what it feels like, keyed by the measure a status reports
@@ -997,7 +1007,9 @@ def _general(rng: random.Random, avoid: set[str]) -> str:
     frame = rng.choice(GENERAL_FRAMES + phone)
     parts = {}
     for slot in re.findall(r"{(\w+)}", frame):
-        options = [o for o in GENERAL_PARTS[slot] if not set(re.findall(r"[a-z]+", o)) & avoid]
+        # a phone job keeps its time ("set a timer for ten minutes") even where the set says "minutes"
+        kept = frame in phone and slot in ("minutes", "hour")
+        options = [o for o in GENERAL_PARTS[slot] if kept or not set(re.findall(r"[a-z]+", o)) & avoid]
         parts[slot] = rng.choice(options or [""])
     return " ".join(frame.format(**parts).split())
 

@@ -293,7 +293,12 @@ GREENHOUSE = {
 
 def test_a_status_is_asked_after_by_what_its_measures_feel_like():
     data = generate(CommandSet.from_dict(GREENHOUSE), per_command=600, seed=0)
-    felt = [ex for ex in data if re.search(r"\bhow (warm|hot|cold|chilly|wet|dry|damp) is\b", ex.text.lower())]
+    felt = [
+        ex
+        for ex in data
+        if re.search(r"\bhow (warm|hot|cold|chilly|wet|dry|damp) is\b", ex.text.lower())
+        and not re.search(r"\b(and|then) how\b", ex.text.lower())
+    ]  # two requests in one: the first is done
     assert felt and all(ex.command["command"] == "status" for ex in felt)
     said = " ".join(ex.text.lower() for ex in felt)
     assert "the soil" in said and ("the seedlings" in said or "the tomatoes" in said)  # a bed by its name
@@ -305,6 +310,8 @@ def test_a_phones_jobs_are_declined_unless_the_set_has_a_timer_of_its_own():
     asked = [ex for ex in data if re.search(jobs, ex.text.lower())]
     assert asked and all(ex.command["command"] == "unknown" for ex in asked)
     assert any(re.search(r"\bremind me in\b", ex.text.lower()) for ex in asked)  # not a watering time
+    # the set says "minutes" (water_for), yet a phone's timer keeps its minutes and is still declined
+    assert any(re.search(r"\btimer for \w+ minutes\b", ex.text.lower()) for ex in asked)
     with_timer = json.loads(json.dumps(GREENHOUSE))
     with_timer["commands"]["start_timer"] = {
         "description": "Start a kitchen timer for a number of minutes.",
@@ -313,3 +320,9 @@ def test_a_phones_jobs_are_declined_unless_the_set_has_a_timer_of_its_own():
     data = generate(CommandSet.from_dict(with_timer), per_command=300, seed=0)
     declined = [ex for ex in data if ex.command["command"] == "unknown" and re.search(jobs, ex.text.lower())]
     assert not any(re.search(r"remind me in|set a timer for", ex.text.lower()) for ex in declined)
+
+
+def test_a_status_is_asked_after_by_its_measure_with_the_owner_as_subject():
+    data = generate(CommandSet.from_dict(GREENHOUSE), per_command=600, seed=0)
+    asked = [ex for ex in data if re.match(r"(what|which) (temperature|moisture) is the (bed|soil)\b", ex.text.lower())]
+    assert asked and all(ex.command["command"] == "status" for ex in asked)
