@@ -817,9 +817,16 @@ def _asked(rng: random.Random, items: list[str], readings: list[Reading]) -> lis
             *_by_measure(rng, item), *_by_quality(rng, item, readings)]  # fmt: skip
 
 
+def _item_words(item: str) -> list[str]:
+    """A status item's words, lower case, possessives dropped: "each room's temperature" -> each room temperature."""
+    return item.lower().replace("'s", "").split()
+
+
 def _by_measure(rng: random.Random, item: str) -> list[str]:
     """ "what mode is the pump in" for "pump mode": the measure asked after, its owner the subject."""
-    words = re.sub(r"^(?:the|each|every) ", "", item.lower()).replace("'s", "").split()
+    words = _item_words(item)
+    if words and words[0] in ("the", "each", "every"):
+        words = words[1:]
     if len(words) < 2:
         return []
     owner, measure = _the(rng, " ".join(words[:-1])), words[-1]
@@ -835,7 +842,7 @@ QUALITIES = {"temperature": ["warm", "hot", "cold", "chilly"], "moisture": ["wet
 
 def _by_quality(rng: random.Random, item: str, readings: list[Reading]) -> list[str]:
     """ "how warm is the living room" for "each room's temperature", "how wet is the soil" for "soil moisture"."""
-    words = item.lower().replace("'s", "").split()
+    words = _item_words(item)
     measure = next((w for w in words if w in QUALITIES), None)
     if measure is None:
         return []
